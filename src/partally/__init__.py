@@ -1,0 +1,38 @@
+"""partally: count with every way Python can run work, and measure which is fastest here.
+
+    >>> import partally
+    >>> partally.compute(10**6, workload="primes")
+    78498
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from partally._api import BackendInfo, backends, compute
+from partally._errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from partally._fetch import FetchResult, afetch_all, fetch_all
+
+__all__ = [
+    "BackendInfo",
+    "BackendUnavailable",
+    "FetchResult",
+    "afetch_all",
+    "backends",
+    "compute",
+    "fetch_all",
+]
+
+__version__ = "0.1.0"
+
+_LAZY = {"FetchResult", "afetch_all", "fetch_all"}  # the IO side imports httpx: only when used
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from partally import _fetch
+
+        return getattr(_fetch, name)
+    raise AttributeError(f"module 'partally' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from partally._cli import main
+
+raise SystemExit(main())

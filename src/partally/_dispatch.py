@@ -1,0 +1,19 @@
+"""``backend="auto"``: choose the backend for a workload and size."""
+
+from __future__ import annotations
+
+from partally import backends as registry
+
+# Fixed order, fastest first, for sizes where a compiled kernel pays off.
+_COMPILED_ORDER = ("native", "numba")
+_PYTHON_BELOW = 2_000  # below this, a plain loop beats any call overhead
+
+
+def choose(workload: str, n: int) -> str:
+    """The backend ``compute(n, backend="auto", workload=workload)`` runs on."""
+    if n < _PYTHON_BELOW:
+        return "python"
+    for name in _COMPILED_ORDER:
+        if registry.get(name).unavailable() is None:
+            return name
+    return "python"

@@ -1,0 +1,86 @@
+"""``processes``: a process pool over chunks of the pure-Python loop (the guide's multiprocessing).
+
+One pool is started on first use and kept: a warm pool answers a small call in well under a
+millisecond, a new one costs tens of milliseconds. Workers ignore SIGINT, so Ctrl-C reaches only
+this process, which then kills the pool: no worker outlives an interrupted run or the interpreter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from partally.backends._common import cpu_device, split_range
+from partally.workloads import count_range
+
+NAME = "processes"
+PARALLEL = True
+_TASKS_PER_WORKER = 4  # a little slack for uneven chunks (primes)
+
+_pool: ProcessPoolExecutor | None = None
+_pool_workers = 0
+
+device = cpu_device
+
+
+def unavailable() -> str | None:
+    return None
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _get_pool(workers: int) -> ProcessPoolExecutor:
+    global _pool, _pool_workers
+    if _pool is None or _pool_workers != workers:
+        shutdown()
+        # spawn: safe beside threads (Numba's, the caller's); the pool is kept, so its start-up
+        # cost is paid once.
+        context = multiprocessing.get_context("spawn")
+        _pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+        _pool_workers = workers
+    return _pool
+
+
+def worker_pids() -> list[int]:
+    """Process ids of the live pool's workers (empty when no pool is running)."""
+    return [] if _pool is None else sorted(_pool._processes)  # noqa: SLF001
+
+
+def shutdown(kill: bool = False) -> None:
+    """Stop the pool (at once, killing its workers, if ``kill``); the next call starts a new one."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is None:
+        return
+    if kill:
+        processes = list(pool._processes.values())  # noqa: SLF001
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown, kill=True)
+
+
+def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
+    pieces = split_range(lo, hi, workers * _TASKS_PER_WORKER)
+    if not pieces:
+        return 0
+    pool = _get_pool(workers)
+    try:
+        futures = [pool.submit(count_range, workload, a, b, seed) for a, b in pieces]
+        return sum(future.result() for future in futures)
+    except BrokenProcessPool as exc:
+        shutdown(kill=True)
+        raise RuntimeError("a worker process of the 'processes' backend died; run again") from exc
+    except BaseException:  # Ctrl-C or an error: no partial sum, no worker left running
+        shutdown(kill=True)
+        raise

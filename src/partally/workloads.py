@@ -1,0 +1,133 @@
+"""The three workloads, each a per-element predicate written once.
+
+Definitions: shared/DESIGN.md, "Workloads". Each ``make_*`` factory takes the integer type to
+compute in: ``int`` for the pure-Python backends (arbitrary precision, masked to 64 bits), or
+``numpy.uint64`` for Numba, which then compiles the very same function with wrapping 64-bit
+unsigned arithmetic (never mixing signed and unsigned, which Numba would turn into float64).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+WORKLOADS = ("count", "primes", "pi")
+PRIMES_LIMIT = 2**32  # primes is exact for n <= 2**32 (Miller-Rabin bases 2, 7, 61)
+INDEX_LIMIT = 2**63 - 1  # every range end must fit a signed 64-bit integer
+
+_SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61)
+
+
+def make_pi_hit(u64: Callable[[int], int]) -> Callable[[int, int], int]:
+    """Return ``pi_hit(i, seed) -> 0 | 1``: splitmix64's point for index i in the quarter circle."""
+    mask64 = u64(2**64 - 1)
+    golden = u64(0x9E3779B97F4A7C15)
+    mix1 = u64(0xBF58476D1CE4E5B9)
+    mix2 = u64(0x94D049BB133111EB)
+    one = u64(1)
+    s27, s30, s31, s32 = u64(27), u64(30), u64(31), u64(32)
+    low31 = u64(0x7FFFFFFF)
+    radius2 = u64(2**62)
+    zero = u64(0)
+
+    def pi_hit(i, seed):
+        z = (seed + (i + one) * golden) & mask64
+        z = ((z ^ (z >> s30)) * mix1) & mask64
+        z = ((z ^ (z >> s27)) * mix2) & mask64
+        z = z ^ (z >> s31)
+        x = z & low31
+        y = (z >> s32) & low31
+        return one if x * x + y * y < radius2 else zero
+
+    return pi_hit
+
+
+def _as_is(function: Callable) -> Callable:
+    return function
+
+
+def make_is_prime(u64: Callable[[int], int], jit: Callable = _as_is) -> Callable[[int], int]:
+    """Return ``is_prime(i) -> 0 | 1`` for 0 <= i < 2**32.
+
+    Trial division by the primes up to 61, then deterministic Miller-Rabin with bases 2, 7, 61 in
+    32-bit Montgomery arithmetic (R = 2**32): no 64-bit division inside the exponentiation.
+    ``jit`` compiles the helper it calls (``numba.njit`` for Numba).
+    """
+    zero, one, two = u64(0), u64(1), u64(2)
+    small = tuple(u64(p) for p in _SMALL_PRIMES)
+    trial_limit = u64(67 * 67)
+    mask32 = u64(2**32 - 1)
+    mask64 = u64(2**64 - 1)
+    s32 = u64(32)
+    bases = (u64(2), u64(7), u64(61))
+
+    @jit
+    def reduce(t, n, n_inv):
+        # (t - q*n) / R with q = t * n**-1 mod R: exact, in (-n, n), for t < n * R.
+        q = ((t & mask32) * n_inv) & mask32
+        t_hi = t >> s32
+        qn_hi = (q * n) >> s32
+        return t_hi - qn_hi if t_hi >= qn_hi else t_hi + n - qn_hi
+
+    def is_prime(i):
+        if i < two:
+            return zero
+        for p in small:
+            if i % p == zero:
+                return one if i == p else zero
+        if i < trial_limit:
+            return one
+        n = i
+        n_inv = n  # Newton's iteration: 3, 6, 12, 24, 48 correct bits of n**-1 mod 2**32
+        for _ in range(4):
+            n_inv = (n_inv * ((two - n * n_inv) & mask32)) & mask32
+        r2 = ((mask64 - n + one) & mask64) % n  # R**2 mod n = 2**64 mod n
+        m_one = reduce(r2, n, n_inv)
+        m_minus_one = n - m_one
+        d = n - one
+        s = 0
+        while (d & one) == zero:
+            d = d >> one
+            s += 1
+        for base in bases:
+            b = reduce(base * r2, n, n_inv)
+            x = m_one
+            e = d
+            while e != zero:
+                if (e & one) != zero:
+                    x = reduce(x * b, n, n_inv)
+                b = reduce(b * b, n, n_inv)
+                e = e >> one
+            if x == m_one or x == m_minus_one:
+                continue
+            composite = True
+            for _ in range(s - 1):
+                x = reduce(x * x, n, n_inv)
+                if x == m_minus_one:
+                    composite = False
+                    break
+            if composite:
+                return zero
+        return one
+
+    return is_prime
+
+
+pi_hit = make_pi_hit(int)
+is_prime = make_is_prime(int)
+
+
+def count_range(workload: str, lo: int, hi: int, seed: int = 0) -> int:
+    """Count the i in [lo, hi) that satisfy ``workload``, in one pure-Python loop."""
+    result = 0
+    if workload == "count":
+        for _ in range(lo, hi):  # the guide's loop
+            result += 1
+    elif workload == "primes":
+        for i in range(lo, hi):
+            result += is_prime(i)
+    elif workload == "pi":
+        for i in range(lo, hi):
+            result += pi_hit(i, seed)
+    else:
+        raise ValueError(f"unknown workload {workload!r}; expected one of {list(WORKLOADS)}")
+    return result

@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="list every backend: available here, or why not")
     info.set_defaults(func=_info)
 
+    # Each further command lives in its own module and registers itself here.
     add_io_commands(commands)
     return parser
 

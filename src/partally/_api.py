@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from partally import _validate
-from partally import backends as registry
+from partally.backends import NAMES as BACKEND_NAMES
+from partally.backends import get as get_backend
 from partally._errors import BackendUnavailable
 from partally.backends._common import default_workers
 
@@ -23,8 +24,8 @@ class BackendInfo:
 def backends() -> list[BackendInfo]:
     """Every backend partally knows, whether it can run here, why not, and on what."""
     infos = []
-    for name in registry.NAMES:
-        module = registry.get(name)
+    for name in BACKEND_NAMES:
+        module = get_backend(name)
         reason = module.unavailable()
         infos.append(BackendInfo(name, reason is None, reason, module.device()))
     return infos
@@ -59,7 +60,7 @@ def compute(
     workers = _validate.workers(workers) or default_workers()
     seed = _validate.seed(seed)
     name = _resolve(backend, workload, n)
-    module = registry.get(name)
+    module = get_backend(name)
     reason = module.unavailable()
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not available here: {reason}")

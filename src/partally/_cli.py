@@ -79,7 +79,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from partally import backends as registry
+    from partally.backends import NAMES as BACKEND_NAMES
     from partally._io_cli import add_io_commands
     from partally.workloads import WORKLOADS
 
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     compute = commands.add_parser("compute", help="count the i in [0, N) that satisfy a workload")
     compute.add_argument("n", type=_count_argument, metavar="N", help="size: 1000, 1e9, 10**9 ...")
-    compute.add_argument("--backend", default="auto", choices=("auto", *registry.NAMES))
+    compute.add_argument("--backend", default="auto", choices=("auto", *BACKEND_NAMES))
     compute.add_argument("--workload", default="count", choices=WORKLOADS)
     compute.add_argument("--workers", type=_positive, default=None, help="default: every core")
     compute.add_argument("--seed", type=parse_size, default=0, help="pi's seed (default 0)")

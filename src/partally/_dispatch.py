@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from partally import backends as registry
+from partally.backends import NAMES as BACKEND_NAMES
+from partally.backends import get as get_backend
 
 # Fixed order, fastest first, for sizes where a compiled kernel pays off.
 _COMPILED_ORDER = ("native", "numba")
@@ -14,6 +15,6 @@ def choose(workload: str, n: int) -> str:
     if n < _PYTHON_BELOW:
         return "python"
     for name in _COMPILED_ORDER:
-        if registry.get(name).unavailable() is None:
+        if get_backend(name).unavailable() is None:
             return name
     return "python"

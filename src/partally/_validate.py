@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-from partally import backends as registry
+from partally.backends import NAMES as BACKEND_NAMES
 from partally.workloads import INDEX_LIMIT, PRIMES_LIMIT, WORKLOADS
 
 
@@ -25,9 +25,9 @@ def workload(name: object) -> str:
 
 
 def backend(name: object) -> str:
-    if name != "auto" and name not in registry.NAMES:
+    if name != "auto" and name not in BACKEND_NAMES:
         raise ValueError(
-            f"unknown backend {name!r}; expected 'auto' or one of {list(registry.NAMES)}"
+            f"unknown backend {name!r}; expected 'auto' or one of {list(BACKEND_NAMES)}"
         )
     return name  # type: ignore[return-value]
 

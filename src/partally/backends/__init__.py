@@ -8,6 +8,8 @@ A backend module defines ``NAME``, ``PARALLEL`` (whether ``workers`` matters) an
                                     how many i in [lo, hi) satisfy the workload
 
 Modules are imported on first use, so optional dependencies cost nothing until asked for.
+Import from this package by name (``from partally.backends import NAMES, get``): the attribute
+``partally.backends`` is the public function ``partally.backends()``, not this package.
 """
 
 from __future__ import annotations

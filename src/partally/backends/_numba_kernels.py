@@ -17,13 +17,16 @@ is_prime = njit(make_is_prime(np.uint64, njit))
 
 @njit(parallel=True, cache=True, nogil=True)
 def count_range(kind, lo, hi, seed, chunks):  # pragma: no cover - compiled
-    size = hi - lo
-    step = size // chunks
-    extra = size % chunks
+    # Chunk bounds are computed serially: bound arithmetic inside the prange body, with the
+    # unsigned loop index, miscounted ranges that cross 2**31 (numba 0.68).
+    step, extra = divmod(hi - lo, chunks)
+    bounds = np.empty(chunks + 1, np.int64)
+    bounds[0] = lo
+    for c in range(chunks):
+        bounds[c + 1] = bounds[c] + step + (1 if c < extra else 0)
     total = np.uint64(0)
     for c in prange(chunks):
-        a = lo + c * step + min(c, extra)
-        b = a + step + (1 if c < extra else 0)
+        a, b = bounds[c], bounds[c + 1]
         s = np.uint64(0)
         if kind == COUNT:
             for _ in range(a, b):  # the guide's loop; LLVM folds it to b - a

@@ -24,6 +24,7 @@ _MODULES = {
     "processes": "partally.backends.processes",
     "numba": "partally.backends.numba_cpu",
     "native": "partally.backends.native",
+    "ray": "partally.backends.ray",
 }
 
 NAMES: tuple[str, ...] = tuple(_MODULES)

@@ -2,7 +2,13 @@
 // and the CUDA kernels (counting.cu). Definitions: shared/DESIGN.md, "Workloads".
 // Everything here must compile with g++/clang++ and nvcc alike.
 #pragma once
+#if defined(__CUDACC_RTC__)
+// NVRTC (the cuda backend's run-time fallback) has no C library headers: name the two types here.
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+#else
 #include <stdint.h>
+#endif
 
 #if defined(__CUDACC__)
 #define PARTALLY_HD __host__ __device__ __forceinline__

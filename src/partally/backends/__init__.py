@@ -24,6 +24,8 @@ _MODULES = {
     "processes": "partally.backends.processes",
     "numba": "partally.backends.numba_cpu",
     "native": "partally.backends.native",
+    "numba-cuda": "partally.backends.numba_cuda",
+    "cuda": "partally.backends.cuda",
     "ray": "partally.backends.ray",
 }
 

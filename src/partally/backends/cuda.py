@@ -1,0 +1,130 @@
+"""``cuda``: the CUDA C++ kernels of ``kernels/counting.cu``, launched through CuPy.
+
+The kernels share their per-element code with the C++ CPU kernels (``kernels/elements.hpp``).
+CuPy loads ``partally/kernels/counting.fatbin``, which the build makes with nvcc when it finds one
+(SASS for sm_75 to sm_90, PTX for newer GPUs). When there is no fatbin, or the driver refuses it (a
+driver older than the nvcc that built it), CuPy compiles the shipped ``counting.cu`` with NVRTC for
+this GPU instead, once, and caches the result on disk. ``PARTALLY_CUDA_NVRTC=1`` skips the fatbin.
+
+Runs on the default CUDA device (the first in ``CUDA_VISIBLE_DEVICES``); ``workers`` is ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from partally._errors import BackendUnavailable
+from partally.backends import _gpu
+
+NAME = "cuda"
+PARALLEL = False  # one GPU; `workers` does not apply
+
+KERNELS = {"count": "partally_count", "primes": "partally_primes", "pi": "partally_pi"}
+FATBIN, SOURCE = "counting.fatbin", "counting.cu"
+
+
+def kernels_dir() -> Path | None:
+    """The folder holding counting.cu and elements.hpp (and counting.fatbin when it was built)."""
+    candidates = []
+    try:
+        candidates.append(Path(str(importlib.resources.files("partally") / "kernels")))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - an unusual loader
+        pass
+    candidates.append(Path(__file__).resolve().parents[3] / "kernels")  # a source checkout
+    for folder in candidates:
+        if (folder / SOURCE).is_file():
+            return folder
+    return None
+
+
+@functools.cache
+def unavailable() -> str | None:
+    if importlib.util.find_spec("cupy") is None:
+        return f"CuPy is not installed; install it with `{_gpu.CUDA_EXTRA}`"
+    reason = _gpu.problem()
+    if reason is not None:
+        return reason
+    if kernels_dir() is None:
+        return "the kernel source partally/kernels/counting.cu is missing: reinstall partally"
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # never raise from a probe
+        return f"CuPy cannot use the GPU ({type(exc).__name__}: {exc})"
+    return None
+
+
+device = _gpu.device_name
+
+
+@functools.cache
+def module() -> tuple[Any, str]:
+    """The loaded kernels (a ``cupy.RawModule``) and where they came from: "fatbin" or "nvrtc"."""
+    import cupy
+
+    folder = kernels_dir()
+    if folder is None:
+        raise BackendUnavailable(unavailable() or "counting.cu is missing")
+    refused = "no prebuilt counting.fatbin"
+    fatbin = folder / FATBIN
+    if os.environ.get("PARTALLY_CUDA_NVRTC", "0") not in ("", "0"):
+        refused = "PARTALLY_CUDA_NVRTC is set"
+    elif fatbin.is_file():
+        try:
+            loaded = cupy.RawModule(path=str(fatbin))
+            for name in KERNELS.values():
+                loaded.get_function(name)  # loads the module: the driver picks SASS or PTX here
+            return loaded, "fatbin"
+        except Exception as exc:  # e.g. CUDA_ERROR_NO_BINARY_FOR_GPU, UNSUPPORTED_PTX_VERSION
+            refused = f"the driver refused counting.fatbin ({exc})"
+    try:
+        compiled = cupy.RawModule(
+            code=(folder / SOURCE).read_text(encoding="utf-8"),
+            options=("-std=c++17", f"-I{folder}"),
+            backend="nvrtc",
+        )
+        for name in KERNELS.values():
+            compiled.get_function(name)
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"cannot load the CUDA kernels: {refused}, and compiling {folder / SOURCE} with NVRTC "
+            f"failed ({type(exc).__name__}: {exc}); reinstall with `{_gpu.CUDA_EXTRA}`"
+        ) from exc
+    return compiled, "nvrtc"
+
+
+def count(
+    workload: str,
+    lo: int,
+    hi: int,
+    *,
+    workers: int = 1,
+    seed: int = 0,
+    blocks: int | None = None,
+    threads: int = _gpu.THREADS,
+) -> int:
+    """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized to
+    the device; ``threads`` a multiple of 32 up to 1024). ``workers`` is ignored."""
+    if threads % 32 or not 32 <= threads <= 1024:
+        raise ValueError(f"threads per block must be a multiple of 32 in [32, 1024], got {threads}")
+    if blocks is not None and blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    if hi <= lo:
+        return 0
+    import cupy
+    import numpy as np
+
+    kernel = module()[0].get_function(KERNELS[workload])
+    grid = (blocks or _gpu.sm_count() * _gpu.BLOCKS_PER_SM,)
+    out = cupy.zeros(1, dtype=cupy.uint64)
+    stream = cupy.cuda.get_current_stream()
+    for a, b in _gpu.slices(workload, lo, hi):
+        kernel(grid, (threads,), (np.uint64(a), np.uint64(b), np.uint64(seed), out))
+        stream.synchronize()  # Python sees Ctrl-C between launches
+    return int(out.get()[0])

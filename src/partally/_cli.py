@@ -80,6 +80,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from partally.backends import NAMES as BACKEND_NAMES
+    from partally._bench_cli import add_bench_command
     from partally._io_cli import add_io_commands
     from partally.workloads import WORKLOADS
 
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     # Each further command lives in its own module and registers itself here.
+    add_bench_command(commands)
     add_io_commands(commands)
     return parser
 

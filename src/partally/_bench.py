@@ -1,0 +1,433 @@
+"""``partally bench``: time every backend on every workload and size, verifying every result.
+
+For each workload, size n (ascending) and backend: a small warm-up call (Numba's JIT or its disk
+cache, the process pool, a CUDA context, the dispatcher's calibration), then ``repeat`` samples
+through ``_timing.measure``. A sample is one call, or several back to back when one call is shorter
+than ``MIN_SAMPLE_S`` (timer resolution); times are per call. The median and the spread are kept.
+
+Every result (each call's, not only the last) is checked against the reference for (workload, n)
+before its time is reported; the reference is the first of these that applies:
+
+1. a known value: ``count`` counts n; ``primes`` and ``pi`` (seed 0) at the sizes in ``KNOWN``;
+2. the definition itself, the pure-Python ``workloads.count_range``, when it is predicted to take at
+   most ``REFERENCE_BUDGET_S`` (at about a microsecond per element it cannot check 10**9);
+3. agreement of independent implementations. The Python predicates (``python``, ``threads``,
+   ``processes``), the same predicates compiled by Numba (``numba``, ``numba-cuda``) and the C++
+   kernels (``native``, ``cuda``) are three code paths; the same wrong count from two of them is
+   unlikely. A backend's result votes only if that backend matched the reference at every smaller
+   size of this run; ``numba`` and ``native`` are run, untimed, as checkers when they are not being
+   benchmarked. Disagreement makes every result at that size a mismatch; with fewer than two
+   implementations able to run, results are reported as unverified.
+
+A (backend, n) whose predicted time per call exceeds the budget is skipped, and said so. The
+prediction is t(n) = overhead + n / rate through that backend's two largest smaller sizes (timed
+warm-up probes at 10**3 and 10**4 seed it), so a compiled ``count``, whose time does not grow with
+n, is not skipped for growing n.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from partally._timing import Timing, measure
+from partally.workloads import count_range
+
+SEED = 0
+AUTO = "auto"
+
+# Known counts over [0, n) (DESIGN.md, "Workloads"). pi at 10**7 was counted by the pure-Python
+# loop, numba and native, which agreed.
+KNOWN: dict[str, dict[int, int]] = {
+    "primes": {
+        10**6: 78498,
+        10**7: 664579,
+        10**8: 5761455,
+        10**9: 50847534,
+        2**32: 203280221,
+    },
+    "pi": {10**5: 78607, 10**6: 785806},
+}
+
+# Implementation families: a family shares its per-element code, so only different families check
+# each other. Backends not listed (ray: it runs whichever local kernel is best; auto) never vote.
+FAMILY = {
+    "python": "Python",
+    "threads": "Python",
+    "processes": "Python",
+    "numba": "Numba",
+    "numba-cuda": "Numba",
+    "native": "C++",
+    "cuda": "C++",
+}
+CHECKERS = ("native", "numba")  # run untimed to cross-check large sizes when not benchmarked
+
+REFERENCE_BUDGET_S = 0.5
+# Generous pure-Python cost per element (seconds), to decide whether count_range may check n.
+PYTHON_COST_S = {"count": 5e-8, "primes": 4e-6, "pi": 1.2e-6}
+
+DEFAULT_WORKLOADS = ("count", "primes", "pi")
+DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
+DEFAULT_REPEAT = 5
+DEFAULT_BUDGET_S = 0.5
+QUICK_SIZES = (10**3, 10**4)
+QUICK_REPEAT = 3
+QUICK_BUDGET_S = 0.05
+
+WARMUP_N = 1_000
+PROBE_SIZES = (1_000, 10_000)
+MIN_SAMPLE_S = 0.002  # shorter calls are repeated back to back within one sample
+MAX_CALLS_PER_SAMPLE = 1_000
+
+# Statuses of a Measurement.
+OK, UNVERIFIED, MISMATCH, ERROR, SKIPPED = "ok", "unverified", "mismatch", "error", "skipped"
+
+
+@dataclass
+class Measurement:
+    """One (workload, backend, n): its timing, or why there is none."""
+
+    workload: str
+    backend: str
+    n: int
+    status: str
+    samples: tuple[float, ...] = ()  # seconds per call, one per sample
+    calls_per_sample: int = 0
+    result: int | None = None
+    expected: int | None = None
+    reference: str = ""  # where ``expected`` came from
+    predicted_s: float | None = None
+    chose: str | None = None  # for "auto": the backend the dispatcher picked, when it says
+    message: str = ""
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.samples) and self.status in (OK, UNVERIFIED)
+
+    @property
+    def median(self) -> float | None:
+        return Timing(self.samples).median if self.samples else None
+
+    @property
+    def spread(self) -> float | None:
+        return Timing(self.samples).spread if self.samples else None
+
+
+@dataclass
+class Bench:
+    """Everything one ``partally bench`` run measured."""
+
+    workloads: list[str]
+    sizes: list[int]
+    backends: list[str]  # benchmarked, in order
+    unavailable: dict[str, str]  # backend -> why it was skipped
+    repeat: int
+    workers: int
+    budget_s: float
+    measurements: list[Measurement] = field(default_factory=list)
+    guide: bool = False
+
+    @property
+    def failures(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.status in (MISMATCH, ERROR)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def rows(self, workload: str) -> list[Measurement]:
+        return [m for m in self.measurements if m.workload == workload]
+
+
+def predict(points: Sequence[tuple[int, float]], n: int) -> float | None:
+    """Predicted seconds per call at ``n`` from (size, seconds) points; None without any.
+
+    Through the two largest sizes: t = overhead + n * per_element, neither negative. With one
+    point, time proportional to n (conservative).
+    """
+    if not points:
+        return None
+    ordered = sorted(points)
+    n2, t2 = ordered[-1]
+    if len(ordered) == 1 or n2 == ordered[-2][0]:
+        return t2 * n / n2 if n2 else t2
+    n1, t1 = ordered[-2]
+    per_element = max(0.0, (t2 - t1) / (n2 - n1))
+    overhead = max(0.0, t2 - per_element * n2)
+    return overhead + per_element * n
+
+
+def select_backends(requested: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """(runnable backends in registry order, then "auto"; {unavailable: reason})."""
+    from partally.backends import NAMES, get
+
+    wanted = list(requested) if requested else [*NAMES, AUTO]
+    runnable, unavailable = [], {}
+    for name in [*NAMES, AUTO]:
+        if name not in wanted:
+            continue
+        if name == AUTO:
+            runnable.append(name)
+            continue
+        try:
+            reason = get(name).unavailable()
+        except Exception as exc:  # a probe must not raise; if one does, say so and go on
+            reason = f"its availability check failed: {exc!r}"
+        if reason is None:
+            runnable.append(name)
+        else:
+            unavailable[name] = reason
+    return runnable, unavailable
+
+
+def _caller(backend: str, workload: str, workers: int) -> Callable[[int], int]:
+    if backend == AUTO:
+        import partally
+
+        return lambda n: partally.compute(n, backend=AUTO, workload=workload, workers=workers)
+    from partally.backends import get
+
+    count = get(backend).count
+    return lambda n: count(workload, 0, n, workers=workers, seed=SEED)
+
+
+def _auto_choice(workload: str, n: int) -> str | None:
+    try:
+        from partally import _dispatch
+
+        return str(_dispatch.choose(workload, n))
+    except Exception:  # the dispatcher's face may change; the label is only informative
+        return None
+
+
+class _References:
+    """The reference count for each (workload, n), as the module docstring describes."""
+
+    def __init__(self, workers: int, runnable: Sequence[str]) -> None:
+        self._workers = workers
+        self._runnable = set(runnable)
+        self._cache: dict[tuple[str, int], int] = {}
+
+    def cheap(self, workload: str, n: int) -> tuple[int, str] | None:
+        """A known value or the pure-Python count, when one is at hand; None otherwise."""
+        if workload == "count":
+            return n, "n (count counts every i)"
+        known = KNOWN.get(workload, {}).get(n)
+        if known is not None:
+            return known, "known value"
+        if n * PYTHON_COST_S[workload] <= REFERENCE_BUDGET_S:
+            if (workload, n) not in self._cache:
+                self._cache[workload, n] = count_range(workload, 0, n, SEED)
+            return self._cache[workload, n], "pure-Python count_range"
+        return None
+
+    def resolve(
+        self, workload: str, n: int, results: dict[str, int]
+    ) -> tuple[int | None, str]:
+        """(expected count or None, where it came from / why there is none).
+
+        ``results``: backend -> its count at n, from trusted backends only.
+        """
+        cheap = self.cheap(workload, n)
+        if cheap is not None:
+            return cheap
+        votes: dict[str, set[int]] = {}
+        voters: dict[str, list[str]] = {}
+        for name, value in results.items():
+            family = FAMILY.get(name)
+            if family is not None:
+                votes.setdefault(family, set()).add(value)
+                voters.setdefault(family, []).append(name)
+        for name in CHECKERS:
+            if FAMILY[name] in votes:
+                continue
+            value = self._checker(name, workload, n)
+            if value is not None:
+                votes[FAMILY[name]] = {value}
+                voters[FAMILY[name]] = [f"{name} (untimed check)"]
+        values = set().union(*votes.values()) if votes else set()
+        who = "; ".join(f"{family}: {', '.join(voters[family])}" for family in sorted(votes))
+        if len(values) > 1:
+            found = ", ".join(
+                f"{name}={value}" for name, value in sorted(results.items())
+            )
+            return None, f"independent implementations disagree ({found}; {who})"
+        if len(votes) >= 2:
+            return values.pop(), f"agreement of {len(votes)} implementations ({who})"
+        return None, (
+            "unverified: fewer than two independent implementations could count this size "
+            f"({who or 'none'})"
+        )
+
+    def _checker(self, name: str, workload: str, n: int) -> int | None:
+        from partally.backends import NAMES, get
+
+        if name not in NAMES:
+            return None
+        module = get(name)
+        try:
+            if module.unavailable() is not None:
+                return None
+            return int(module.count(workload, 0, n, workers=self._workers, seed=SEED))
+        except Exception:
+            return None
+
+
+def run_bench(
+    workloads: Sequence[str],
+    sizes: Sequence[int],
+    backends: Sequence[str],
+    unavailable: dict[str, str],
+    *,
+    repeat: int,
+    workers: int,
+    budget_s: float,
+    advance: Callable[[str], None] = lambda description: None,
+    alarm: Callable[[str], None] = lambda text: None,
+    guide: bool = False,
+) -> Bench:
+    """Measure every (workload, n, backend); ``advance`` is told before each cell, ``alarm`` of
+    every mismatch or error as it is found."""
+    bench = Bench(
+        list(workloads), sorted(set(sizes)), list(backends), dict(unavailable),
+        repeat, workers, budget_s, guide=guide,
+    )
+    references = _References(workers, backends)
+    for workload in bench.workloads:
+        _run_workload(bench, workload, references, advance, alarm)
+    return bench
+
+
+def _run_workload(
+    bench: Bench,
+    workload: str,
+    references: _References,
+    advance: Callable[[str], None],
+    alarm: Callable[[str], None],
+) -> None:
+    points: dict[str, dict[int, float]] = {name: {} for name in bench.backends}  # n -> seconds
+    callers: dict[str, Callable[[int], int]] = {}
+    broken: dict[str, str] = {}  # backend -> the error that stopped it
+    trusted = set(bench.backends)
+
+    for name in bench.backends:
+        advance(f"{workload}: warming up {name}")
+        try:
+            call = _caller(name, workload, bench.workers)
+            call(WARMUP_N)
+            for n in PROBE_SIZES:
+                timing, result = measure(lambda n=n: call(n), 1)
+                points[name][n] = timing.median
+                expected = references.cheap(workload, n)
+                if expected is not None and result != expected[0]:
+                    trusted.discard(name)
+                    measurement = Measurement(
+                        workload, name, n, MISMATCH, result=result, expected=expected[0],
+                        reference=expected[1], message="wrong count in the warm-up probe",
+                    )
+                    bench.measurements.append(measurement)
+                    alarm(describe_failure(measurement))
+            callers[name] = call
+        except Exception as exc:
+            broken[name] = _one_line(exc)
+            measurement = Measurement(workload, name, WARMUP_N, ERROR, message=broken[name])
+            bench.measurements.append(measurement)
+            alarm(f"ERROR: backend {name!r} failed warming up on {workload}: {broken[name]}")
+
+    for n in bench.sizes:
+        cell: dict[str, Measurement] = {}
+        for name in bench.backends:
+            advance(f"{workload}: n={n:.0e} on {name}")
+            if name in broken:
+                continue
+            predicted = predict(list(points[name].items()), n)
+            if predicted is not None and predicted > bench.budget_s:
+                cell[name] = Measurement(
+                    workload, name, n, SKIPPED, predicted_s=predicted,
+                    message=f"predicted {predicted:.3g} s per call > budget {bench.budget_s:g} s",
+                )
+                continue
+            try:
+                cell[name] = _measure(bench, workload, name, n, callers[name], predicted)
+            except Exception as exc:
+                broken[name] = _one_line(exc)
+                cell[name] = Measurement(workload, name, n, ERROR, message=broken[name])
+                alarm(f"ERROR: backend {name!r} failed on {workload} n={n}: {broken[name]}")
+                continue
+            points[name][n] = cell[name].median
+
+        votes = {
+            name: m.result
+            for name, m in cell.items()
+            if name in trusted and m.status == "pending" and m.result is not None
+        }
+        expected, source = references.resolve(workload, n, votes)
+        for name, m in cell.items():
+            if m.status != "pending":
+                continue
+            m.expected, m.reference = expected, source
+            if m.message:  # the runs of one backend disagreed among themselves
+                m.status = MISMATCH
+            elif expected is None and source.startswith("unverified"):
+                m.status = UNVERIFIED
+            elif m.result != expected:
+                m.status = MISMATCH
+            else:
+                m.status = OK
+            if m.status == MISMATCH:
+                trusted.discard(name)
+                alarm(describe_failure(m))
+        bench.measurements.extend(cell.values())
+
+
+def _measure(
+    bench: Bench,
+    workload: str,
+    name: str,
+    n: int,
+    call: Callable[[int], int],
+    predicted: float | None,
+) -> Measurement:
+    results: list[int] = []
+    estimate = predicted if predicted is not None else MIN_SAMPLE_S
+    calls = int(min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(MIN_SAMPLE_S / max(estimate, 1e-7)))))
+    if estimate < 0.05:  # one more untimed call at this very size: first-touch costs
+        results.append(call(n))
+
+    def sample() -> None:
+        for _ in range(calls):
+            results.append(call(n))
+
+    timing, _ = measure(sample, bench.repeat)
+    distinct = sorted(set(results))
+    measurement = Measurement(
+        workload, name, n, "pending",
+        samples=tuple(seconds / calls for seconds in timing.samples),
+        calls_per_sample=calls,
+        result=distinct[0] if len(distinct) == 1 else None,
+        predicted_s=predicted,
+        chose=_auto_choice(workload, n) if name == AUTO else None,
+    )
+    if len(distinct) > 1:
+        measurement.message = f"its runs returned different counts: {distinct}"
+    return measurement
+
+
+def describe_failure(m: Measurement) -> str:
+    """One loud line for a wrong result or a failed run."""
+    if m.status == ERROR:
+        return f"ERROR: backend {m.backend!r}, workload {m.workload!r}, n={m.n}: {m.message}"
+    if m.message:
+        got = m.message
+    else:
+        got = f"returned {m.result}, expected {m.expected}"
+    return (
+        f"MISMATCH: backend {m.backend!r}, workload {m.workload!r}, n={m.n}: {got} "
+        f"(reference: {m.reference})"
+    )
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,270 @@
+"""``partally bench``: its arguments, checked before any work starts, and the run itself.
+
+Every option is taken as text and checked here, so that a bad one gets a single line on stderr and
+exit status 2 (argparse's own errors add a usage block). Exit status 1: some result was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from partally import _bench
+
+_PROG = "partally bench"
+GUIDE_TASKS, GUIDE_COUNTS = 4, 10**7  # the guide: 4 tasks of 10**7 counts
+GUIDE_REPEAT, GUIDE_BUDGET_S = 3, 30.0
+IO_ARGS = {"requests": 1000, "latency": 0.05, "limit": 100}
+
+
+class _BadArgument(ValueError):
+    """One line for stderr: what was wrong and what is accepted."""
+
+
+@dataclass
+class _Plan:
+    workloads: list[str]
+    sizes: list[int]
+    backends: list[str]
+    unavailable: dict[str, str]
+    repeat: int
+    workers: int
+    budget_s: float
+
+
+def add_bench_command(commands: Any) -> None:
+    """Register ``bench`` on the ``partally`` subcommands."""
+    bench = commands.add_parser(
+        "bench",
+        help="time every backend on every workload and size, each result verified",
+        description=(
+            "Time every available backend (and backend='auto') on each workload and size, check "
+            "every result against a reference, and print a table per workload. Exit status 1 "
+            "if any result is wrong, 2 for bad arguments."
+        ),
+    )
+    bench.add_argument(
+        "--workload", nargs="+", action="extend", metavar="W",
+        help="count, primes, pi (repeatable or comma-separated; default: all three)",
+    )
+    bench.add_argument("--sizes", metavar="N,N,...",
+                       help="sizes such as 1e3,1e6,10**7 (default 1e3..1e7)")
+    bench.add_argument("--backends", metavar="A,B",
+                       help="backends to time, 'auto' included (default: every available one)")
+    bench.add_argument("--repeat", metavar="K", help=f"runs per size (default {_bench.DEFAULT_REPEAT})")
+    bench.add_argument("--workers", metavar="K", help="workers for parallel backends (default: every core)")
+    bench.add_argument("--budget", metavar="SECONDS",
+                       help="skip a run predicted to take longer than this "
+                       f"(default {_bench.DEFAULT_BUDGET_S:g})")
+    bench.add_argument("--json", metavar="FILE", help="write every measurement and the machine as JSON")
+    bench.add_argument("--plot", metavar="FILE", help='time against n, log-log (needs partally[plot])')
+    bench.add_argument("--quick", action="store_true", help="tiny sizes, few runs: a smoke test")
+    bench.add_argument("--guide", action="store_true",
+                       help="the guide's experiment: 4 tasks of 10**7 counts on every backend")
+    bench.add_argument("--io", action="store_true",
+                       help="the IO bench instead: sequential, threads and asyncio fetches")
+    bench.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        plan = _check(args)
+    except _BadArgument as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.io:
+        return _run_io(args)
+    return _run_counting(args, plan)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check(args: argparse.Namespace) -> _Plan:
+    from partally._cli import parse_size
+    from partally.backends import NAMES
+    from partally.workloads import INDEX_LIMIT, PRIMES_LIMIT, WORKLOADS
+
+    if args.guide and (args.workload or args.sizes):
+        raise _BadArgument("--guide fixes the workload (count) and the size (4 x 10**7)")
+    if args.io and (args.guide or args.quick):
+        raise _BadArgument("--io runs the IO bench alone; drop --guide / --quick")
+
+    workloads = []
+    for item in args.workload or (["count"] if args.guide else _bench.DEFAULT_WORKLOADS):
+        for name in filter(None, (part.strip() for part in item.split(","))):
+            if name not in WORKLOADS:
+                raise _BadArgument(f"unknown workload {name!r}; expected one of {list(WORKLOADS)}")
+            if name not in workloads:
+                workloads.append(name)
+
+    def number(text: str, what: str, low: int = 1) -> int:
+        try:
+            value = parse_size(text)
+        except argparse.ArgumentTypeError as exc:
+            raise _BadArgument(f"{what}: {exc}") from None
+        if value < low:
+            raise _BadArgument(f"{what}: {text!r} must be >= {low}")
+        return value
+
+    if args.guide:
+        sizes = [GUIDE_TASKS * GUIDE_COUNTS]
+    elif args.sizes is not None:
+        parts = [part.strip() for part in args.sizes.split(",") if part.strip()]
+        if not parts:
+            raise _BadArgument("--sizes: give at least one size, e.g. --sizes 1e3,1e6")
+        sizes = sorted({number(part, "--sizes") for part in parts})
+    else:
+        sizes = list(_bench.QUICK_SIZES if args.quick else _bench.DEFAULT_SIZES)
+    if sizes[-1] > INDEX_LIMIT:
+        raise _BadArgument(f"--sizes: {sizes[-1]} is past 2**63 - 1")
+    if "primes" in workloads and sizes[-1] > PRIMES_LIMIT:
+        raise _BadArgument(f"--sizes: primes is exact only up to 2**32, got {sizes[-1]}")
+
+    known = [*NAMES, _bench.AUTO]
+    requested = None
+    if args.backends is not None:
+        requested = [part.strip() for part in args.backends.split(",") if part.strip()]
+        if not requested:
+            raise _BadArgument(f"--backends: give at least one of {known}")
+        for name in requested:
+            if name not in known:
+                raise _BadArgument(f"unknown backend {name!r}; expected one of {known}")
+    elif args.guide:
+        requested = list(NAMES)  # the ways of running, not the chooser
+
+    repeat_default = _bench.QUICK_REPEAT if args.quick else _bench.DEFAULT_REPEAT
+    repeat = number(args.repeat, "--repeat") if args.repeat else (
+        GUIDE_REPEAT if args.guide else repeat_default)
+    workers = number(args.workers, "--workers") if args.workers else (
+        GUIDE_TASKS if args.guide else _default_workers())
+    budget = _budget(args)
+
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:
+            _check_writable(flag, path)
+    if args.plot is not None:
+        _check_plot(args.plot)
+
+    backends, unavailable = ([], {}) if args.io else _bench.select_backends(requested)
+    return _Plan(workloads, sizes, backends, unavailable, repeat, workers, budget)
+
+
+def _default_workers() -> int:
+    from partally.backends._common import default_workers
+
+    return default_workers()
+
+
+def _budget(args: argparse.Namespace) -> float:
+    if args.budget is None:
+        if args.guide:
+            return GUIDE_BUDGET_S
+        return _bench.QUICK_BUDGET_S if args.quick else _bench.DEFAULT_BUDGET_S
+    try:
+        budget = float(args.budget)
+    except ValueError:
+        budget = float("nan")
+    if not budget > 0 or budget == float("inf"):
+        raise _BadArgument(f"--budget: {args.budget!r} is not a positive number of seconds")
+    return budget
+
+
+def _check_writable(flag: str, path: str) -> None:
+    if os.path.isdir(path):
+        raise _BadArgument(f"{flag}: {path!r} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _BadArgument(f"{flag}: cannot write {path!r}: folder {folder!r} does not exist")
+    target = path if os.path.exists(path) else folder
+    if not os.access(target, os.W_OK):
+        raise _BadArgument(f"{flag}: cannot write {path!r}: permission denied")
+
+
+def _check_plot(path: str) -> None:
+    from partally._bench_plot import PlotUnavailable, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except PlotUnavailable as exc:
+        raise _BadArgument(str(exc)) from None
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix not in formats:
+        raise _BadArgument(
+            f"--plot: cannot tell the image format of {path!r}; end it in one of "
+            f"{sorted(formats)} (e.g. bench.png)"
+        )
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from partally import _bench_report
+
+    out, err = Console(), Console(stderr=True)
+    if not plan.backends:
+        err.print("no backend to time: " + "; ".join(
+            f"{name}: {reason}" for name, reason in plan.unavailable.items()), highlight=False)
+        return 0
+    cells = len(plan.workloads) * len(plan.backends) * (1 + len(plan.sizes))
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=err, transient=True,
+    )
+    with progress:
+        task = progress.add_task("bench", total=cells)
+
+        def advance(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        def alarm(text: str) -> None:
+            progress.console.print(f"[bold red]{text}[/]", highlight=False)
+
+        bench = _bench.run_bench(
+            plan.workloads, plan.sizes, plan.backends, plan.unavailable,
+            repeat=plan.repeat, workers=plan.workers, budget_s=plan.budget_s,
+            advance=advance, alarm=alarm, guide=args.guide,
+        )
+    data = _bench_report.report(bench)
+    _bench_report.render(data, out)
+    if args.json:
+        _bench_report.write_json(data, args.json)
+        err.print(f"wrote {args.json}", highlight=False)
+    if args.plot:
+        from partally import _bench_plot
+
+        _bench_plot.plot(data, args.plot)
+        err.print(f"wrote {args.plot}", highlight=False)
+    for m in bench.failures:
+        err.print(f"[bold red]{_bench.describe_failure(m)}[/]", highlight=False)
+    return 0 if bench.ok else 1
+
+
+def _run_io(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from partally import _bench_report
+    from partally._io_bench import run_io_bench
+
+    console = Console()
+    rows = run_io_bench(console=console, **IO_ARGS)
+    if args.json:
+        data = {
+            "schema": _bench_report.SCHEMA,
+            "machine": _bench_report.machine(),
+            "config": {"io": True, **IO_ARGS},
+            "io": rows,
+        }
+        _bench_report.write_json(data, args.json)
+        Console(stderr=True).print(f"wrote {args.json}", highlight=False)
+    return 0

@@ -1,0 +1,361 @@
+"""What ``partally bench`` shows and writes: a table per workload, JSON, the machine it ran on.
+
+Everything is rendered from ``summarize(bench)``, one plain dict per measurement with the derived
+numbers (median, elements/s, speedup over ``python``, the flat-time mark), so that the rich table,
+the JSON file and ``markdown(report)`` (for a README, from a bench JSON file) say the same thing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+from importlib import metadata
+from typing import Any
+
+from partally._bench import (
+    AUTO,
+    ERROR,
+    MISMATCH,
+    OK,
+    SKIPPED,
+    UNVERIFIED,
+    Bench,
+    predict,
+)
+
+SCHEMA = "partally-bench/1"
+GUIDE_SECONDS = {"python": 1.13, "processes": 0.72}  # the guide's sequential and multiprocessing
+FLAT_GROWTH = 1_000  # n grew at least this much ...
+FLAT_RATIO = 2.0  # ... while the time grew less than this: the time does not grow with n
+
+_DESCRIPTIONS = {
+    "count": "count every i in [0, n) (the guide's loop)",
+    "primes": "count the primes below n",
+    "pi": "count the random points in the quarter circle (seed 0)",
+}
+_VERSIONS = (
+    "partally", "numpy", "numba", "llvmlite", "numba-cuda", "cupy-cuda12x", "cupy", "ray",
+    "rich", "matplotlib",
+)
+
+
+# ----------------------------------------------------------------------------- the numbers
+
+
+def summarize(bench: Bench) -> list[dict[str, Any]]:
+    """One dict per measurement, in workload, n, backend order, with the derived numbers."""
+    order = {name: k for k, name in enumerate(bench.backends)}
+    rows = []
+    for workload in bench.workloads:
+        measured = bench.rows(workload)
+        python = {m.n: m.median for m in measured if m.backend == "python" and m.status == OK}
+        first: dict[str, tuple[int, float]] = {}
+        for m in sorted(measured, key=lambda m: m.n):
+            if m.timed and m.backend not in first:
+                first[m.backend] = (m.n, m.median)
+        for m in sorted(measured, key=lambda m: (m.n, order.get(m.backend, len(order)))):
+            row: dict[str, Any] = {
+                "workload": m.workload,
+                "backend": m.backend,
+                "n": m.n,
+                "status": m.status,
+                "median_s": m.median,
+                "spread": m.spread,
+                "samples_s": list(m.samples),
+                "calls_per_sample": m.calls_per_sample,
+                "elements_per_s": m.n / m.median if m.median else None,
+                "result": m.result,
+                "expected": m.expected,
+                "reference": m.reference,
+                "predicted_s": m.predicted_s,
+                "chose": m.chose,
+                "message": m.message,
+                "python_s": None,
+                "python_extrapolated": False,
+                "speedup_vs_python": None,
+                "flat": False,
+            }
+            if m.timed:
+                base, extrapolated = python.get(m.n), False
+                if base is None and python and "python" in bench.backends:
+                    base, extrapolated = predict(list(python.items()), m.n), True
+                if base:
+                    row["python_s"] = base
+                    row["python_extrapolated"] = extrapolated
+                    row["speedup_vs_python"] = base / m.median
+                n0, t0 = first[m.backend]
+                row["flat"] = m.n >= FLAT_GROWTH * n0 and m.median < FLAT_RATIO * t0
+            rows.append(row)
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    """The machine and software a bench ran on."""
+    from partally.backends._common import cpu_device, default_workers
+
+    versions = {}
+    for name in _VERSIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu_device().removeprefix("CPU: "),
+        "cores_usable": default_workers(),
+        "cores_total": os.cpu_count(),
+        "gpu": _gpu(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def _gpu() -> str | None:
+    """The GPUs nvidia-smi reports, or None (no driver, no device)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "; ".join(line.strip() for line in out.splitlines() if line.strip()) or None
+
+
+def report(bench: Bench) -> dict[str, Any]:
+    """The whole bench as one JSON-ready dict."""
+    return {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "config": {
+            "guide": bench.guide,
+            "workloads": bench.workloads,
+            "sizes": bench.sizes,
+            "backends": bench.backends,
+            "repeat": bench.repeat,
+            "workers": bench.workers,
+            "budget_s": bench.budget_s,
+            "seed": 0,
+        },
+        "unavailable": bench.unavailable,
+        "measurements": summarize(bench),
+        "ok": bench.ok,
+        "failures": len(bench.failures),
+    }
+
+
+def write_json(data: dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(data, file, indent=2)
+        file.write("\n")
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}/s"
+    return f"{value:.3g} /s"
+
+
+def _speedup(row: dict[str, Any]) -> str:
+    if row["speedup_vs_python"] is None:
+        return "-"
+    value = row["speedup_vs_python"]
+    text = f"{value:.3g}×" if value < 1000 else f"{value:,.0f}×"
+    return text + ("~" if row["python_extrapolated"] else "")
+
+
+def _check(row: dict[str, Any]) -> str:
+    status, reference = row["status"], row["reference"]
+    if status == OK:
+        if reference.startswith("agreement"):
+            return "✓ agree"
+        if reference.startswith("pure-Python"):
+            return "✓ python"
+        return "✓ known" if reference == "known value" else "✓ n"
+    return {UNVERIFIED: "? unverified", MISMATCH: "WRONG", ERROR: "ERROR", SKIPPED: "-"}[status]
+
+
+def _backend(row: dict[str, Any]) -> str:
+    if row["backend"] == AUTO and row["chose"]:
+        return f"auto → {row['chose']}"
+    return row["backend"]
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    """n, backend, time, spread, elements/s, vs python, check: plain text."""
+    if row["status"] == SKIPPED:
+        time, spread, elements, speed = f"skipped (~{seconds(row['predicted_s'])})", "", "", ""
+    elif row["status"] in (MISMATCH, ERROR) or row["median_s"] is None:
+        time, spread, elements, speed = "-", "", "", ""
+    else:
+        time = seconds(row["median_s"]) + (" †" if row["flat"] else "")
+        spread = f"{row['spread'] * 100:.0f}%"
+        elements, speed = rate(row["elements_per_s"]), _speedup(row)
+    return [f"{row['n']:,}", _backend(row), time, spread, elements, speed, _check(row)]
+
+
+_HEADERS = ("n", "backend", "time (median)", "spread", "elements/s", "vs python", "check")
+
+
+def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
+    """The words under a workload's table."""
+    lines = []
+    if any(row["flat"] for row in rows):
+        if workload == "count":
+            lines.append(
+                "† the time does not grow with n: the compiler removed the loop (LLVM and g++ "
+                "fold the guide's `count` loop to `hi - lo`), so this is call overhead, not "
+                "counting; its elements/s and speedup mean nothing."
+            )
+        else:
+            lines.append(
+                "† the time does not grow with n: fixed costs (call, thread or kernel launch) "
+                "hide the per-element work at these sizes."
+            )
+    if any(row["python_extrapolated"] for row in rows):
+        lines.append(
+            "~ python was not run at this n (over budget): speedup against its time "
+            "extrapolated from smaller n (t = overhead + n / rate)."
+        )
+    skipped = [row for row in rows if row["status"] == SKIPPED]
+    if skipped:
+        budget = skipped[0]["message"].rsplit("budget ", 1)[-1]
+        lines.append(
+            f"skipped: {len(skipped)} runs predicted (from smaller n) to take more than "
+            f"{budget} each."
+        )
+    if any(row["reference"].startswith("agreement") for row in rows):
+        lines.append(
+            "✓ agree: too large to count in pure Python, and no known value: checked by the "
+            "agreement of independent implementations (Python, Numba, C++)."
+        )
+    lines.append("spread: (slowest - fastest) / median of the runs.")
+    return lines
+
+
+def render(data: dict[str, Any], console: Any) -> None:
+    """Print a rich table per workload (or the guide's comparison), with notes under each."""
+    from rich.table import Table
+
+    rows = data["measurements"]
+    if data["config"]["guide"]:
+        _render_guide(data, console)
+    else:
+        for workload in data["config"]["workloads"]:
+            mine = [row for row in rows if row["workload"] == workload]
+            table = Table(title=f"{workload}: {_DESCRIPTIONS.get(workload, workload)}")
+            for header in _HEADERS:
+                justify = "left" if header in ("backend", "check") else "right"
+                table.add_column(header, justify=justify)
+            last_n = None
+            for row in mine:
+                if last_n is not None and row["n"] != last_n:
+                    table.add_section()
+                last_n = row["n"]
+                cells = _cells(row)
+                style = {MISMATCH: "bold red", ERROR: "bold red", SKIPPED: "dim",
+                         UNVERIFIED: "yellow"}.get(row["status"])
+                table.add_row(*cells, style=style)
+            console.print(table)
+            for line in notes(mine, workload):
+                console.print(f"  {line}", highlight=False)
+            console.print()
+    _render_footer(data, console)
+
+
+def _render_guide(data: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    n = data["config"]["sizes"][0]
+    table = Table(
+        title=f"The guide's experiment: 4 tasks of {n // 4:,} counts ({n:,} in all), "
+        f"{data['config']['workers']} workers"
+    )
+    for header in ("backend", "time (median)", "spread", "the guide", "this / guide", "check"):
+        table.add_column(header, justify="left" if header in ("backend", "check") else "right")
+    for row in data["measurements"]:
+        cells = _cells(row)
+        guide = GUIDE_SECONDS.get(row["backend"])
+        ratio = f"{row['median_s'] / guide:.2f}" if guide and row["median_s"] else ""
+        table.add_row(cells[1], cells[2], cells[3], seconds(guide) if guide else "", ratio,
+                      cells[6])
+    console.print(table)
+    console.print(
+        "  the guide: sequential (here `python`) 1.13 s, multiprocessing (here `processes`) "
+        "0.72 s; threads are serialised by the GIL.",
+        highlight=False,
+    )
+    for line in notes(data["measurements"], "count"):
+        console.print(f"  {line}", highlight=False)
+    console.print()
+
+
+def _render_footer(data: dict[str, Any], console: Any) -> None:
+    info = data["machine"]
+    console.print(
+        f"machine: {info['cpu']}, {info['cores_usable']} cores; GPU: {info['gpu'] or 'none'}; "
+        f"Python {info['python']}; numba {info['versions'].get('numba', '-')}",
+        highlight=False,
+    )
+    for name, reason in data["unavailable"].items():
+        console.print(f"not benchmarked: {name}: {reason}", highlight=False)
+    bad = [row for row in data["measurements"] if row["status"] in (MISMATCH, ERROR)]
+    if bad:
+        console.print(
+            f"[bold red]{len(bad)} result(s) WRONG or failed: their times are not reported.[/]"
+        )
+    elif any(row["status"] == UNVERIFIED for row in data["measurements"]):
+        console.print("[yellow]some results could not be verified (see 'check').[/]")
+    else:
+        console.print("[green]every result matched its reference.[/]")
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The tables as GitHub markdown (for a README), from ``report(...)`` or a bench JSON file."""
+    info = data["machine"]
+    out = [
+        f"Measured {data['created'][:10]} on {info['cpu']} ({info['cores_usable']} cores), "
+        f"GPU: {info['gpu'] or 'none'}, Python {info['python']}, "
+        f"numba {info['versions'].get('numba', '-')}, partally "
+        f"{info['versions'].get('partally', '-')}; median of {data['config']['repeat']} runs.",
+        "",
+    ]
+    for workload in data["config"]["workloads"]:
+        rows = [row for row in data["measurements"] if row["workload"] == workload]
+        out += [f"**{workload}**: {_DESCRIPTIONS.get(workload, workload)}", ""]
+        out.append("| " + " | ".join(_HEADERS) + " |")
+        out.append("|" + "|".join(" ---: " if h not in ("backend", "check") else " --- "
+                                  for h in _HEADERS) + "|")
+        for row in rows:
+            out.append("| " + " | ".join(_cells(row)) + " |")
+        out.append("")
+        out += [f"- {line}" for line in notes(rows, workload)]
+        out.append("")
+    return "\n".join(out)

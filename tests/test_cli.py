@@ -1,0 +1,62 @@
+"""The command line's compute and info commands, and its size parser."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from partally._cli import main, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1000", 1000), ("1_000_000", 10**6), ("1e9", 10**9), ("2.5e3", 2500), ("10**9", 10**9),
+     ("2**32", 2**32), (" 7 ", 7), ("0", 0)],
+)
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["ten", "1.5", "1e-3", "nan", "inf", "", "2**99", "1e40"])
+def test_parse_size_rejects(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size(text)
+
+
+def test_compute_prints_the_count(capsys):
+    assert main(["compute", "1e5", "--workload", "primes", "--backend", "native"]) == 0
+    assert capsys.readouterr().out.strip() == "9592"
+
+
+def test_compute_pi_prints_the_estimate(capsys):
+    assert main(["compute", "1e5", "--workload", "pi", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("78607") and "pi ~ 3.14428" in out
+
+
+def test_info_lists_every_backend(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("python", "threads", "processes", "numba", "native"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compute", "ten"], "not a whole number"),
+        (["compute", "-5"], "negative"),
+        (["compute", "10", "--backend", "gpu"], "invalid choice"),
+        (["compute", "10", "--workload", "fib"], "invalid choice"),
+        (["compute", "10", "--workers", "0"], "must be >= 1"),
+        (["compute", "1e10", "--workload", "primes"], "n <= 2**32"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_clear_line(argv, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "partally", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""

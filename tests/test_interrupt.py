@@ -1,0 +1,129 @@
+"""Ctrl-C stops a run promptly, and no worker process outlives a run, an interrupt or the exit."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import partally
+from partally.backends import get as get_backend
+from partally.workloads import count_range
+
+processes = get_backend("processes")
+
+
+def children_of(pid):
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(pid, 0); it has exited all the same
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def interrupt_after(seconds, record=None):
+    def fire():
+        time.sleep(seconds)
+        if record is not None:
+            record.extend(processes.worker_pids())
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, as Ctrl-C sends
+
+    threading.Thread(target=fire, daemon=True).start()
+
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def test_pool_is_reused_and_shut_down():
+    expected = count_range("pi", 0, 20_000)
+    assert partally.compute(20_000, backend="processes", workload="pi", workers=2) == expected
+    first = processes.worker_pids()
+    assert len(first) == 2
+    partally.compute(20_000, backend="processes", workload="pi", workers=2)
+    assert processes.worker_pids() == first
+    processes.shutdown()
+    assert processes.worker_pids() == []
+    assert all(gone(pid) for pid in first)
+
+
+def test_interrupted_pool_leaves_no_worker():
+    pids = []
+    interrupt_after(1.0, pids)
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        partally.compute(10**9, backend="processes", workload="pi", workers=2)
+    assert time.perf_counter() - started < 5
+    assert len(pids) == 2
+    assert all(gone(pid) for pid in pids)
+    assert processes.worker_pids() == []
+    # and the backend works again afterwards, with a new pool
+    assert partally.compute(1000, backend="processes", workload="count") == 1000
+    processes.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("backend", "workload", "n"),
+    [("native", "primes", 2**32), ("numba", "primes", 2**32), ("threads", "pi", 10**9)],
+)
+def test_interrupt_is_prompt(backend, workload, n):
+    partally.compute(1000, backend=backend, workload=workload)  # compile / start outside the clock
+    interrupt_after(0.5)
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        partally.compute(n, backend=backend, workload=workload, workers=1)
+    assert time.perf_counter() - started < 3
+
+
+def test_ctrl_c_on_the_command_line_leaves_no_process():
+    command = [sys.executable, "-m", "partally", "compute", "1e10", "--backend", "processes"]
+    command += ["--workload", "pi", "--workers", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(children_of(run.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    workers = children_of(run.pid)
+    assert len(workers) >= 2
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=15)
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert all(gone(pid) for pid in workers)
+
+
+def test_exit_leaves_no_worker():
+    code = (
+        "import partally\n"
+        "from partally.backends import get\n"
+        "partally.compute(50_000, backend='processes', workload='pi', workers=2)\n"
+        "print(*get('processes').worker_pids())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 2
+    time.sleep(0.2)
+    assert all(gone(pid) for pid in pids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from partally._api import BackendInfo, backends, compute
+from partally._dispatch import Explanation, explain
 from partally._errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendInfo",
     "BackendUnavailable",
+    "Explanation",
     "FetchResult",
     "afetch_all",
     "backends",
     "compute",
+    "explain",
     "fetch_all",
 ]
 

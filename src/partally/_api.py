@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from partally import _validate
+from partally import _dispatch, _validate
 from partally.backends import NAMES as BACKEND_NAMES
 from partally.backends import get as get_backend
 from partally._errors import BackendUnavailable
@@ -34,8 +34,6 @@ def backends() -> list[BackendInfo]:
 def _resolve(backend: str, workload: str, n: int) -> str:
     if backend != "auto":
         return backend
-    from partally import _dispatch
-
     return _dispatch.choose(workload, n)
 
 

@@ -317,6 +317,7 @@ def _run_workload(
             call = _caller(name, workload, bench.workers)
             call(WARMUP_N)
             for n in PROBE_SIZES:
+                call(n)  # untimed: a first call at a size may set something up (calibration)
                 timing, result = measure(lambda n=n: call(n), 1)
                 points[name][n] = timing.median
                 expected = references.cheap(workload, n)
@@ -418,10 +419,9 @@ def describe_failure(m: Measurement) -> str:
     """One loud line for a wrong result or a failed run."""
     if m.status == ERROR:
         return f"ERROR: backend {m.backend!r}, workload {m.workload!r}, n={m.n}: {m.message}"
-    if m.message:
-        got = m.message
-    else:
-        got = f"returned {m.result}, expected {m.expected}"
+    got = m.message if m.result is None else f"returned {m.result}, expected {m.expected}"
+    if m.message and m.result is not None:
+        got = f"{m.message}: {got}"
     return (
         f"MISMATCH: backend {m.backend!r}, workload {m.workload!r}, n={m.n}: {got} "
         f"(reference: {m.reference})"

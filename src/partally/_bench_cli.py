@@ -228,7 +228,7 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
             progress.update(task, advance=1, description=description)
 
         def alarm(text: str) -> None:
-            progress.console.print(f"[bold red]{text}[/]", highlight=False)
+            progress.console.print(f"[bold red]{text}[/]", highlight=False, soft_wrap=True)
 
         bench = _bench.run_bench(
             plan.workloads, plan.sizes, plan.backends, plan.unavailable,
@@ -246,7 +246,7 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
         _bench_plot.plot(data, args.plot)
         err.print(f"wrote {args.plot}", highlight=False)
     for m in bench.failures:
-        err.print(f"[bold red]{_bench.describe_failure(m)}[/]", highlight=False)
+        err.print(f"[bold red]{_bench.describe_failure(m)}[/]", highlight=False, soft_wrap=True)
     return 0 if bench.ok else 1
 
 

@@ -221,7 +221,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
     return [f"{row['n']:,}", _backend(row), time, spread, elements, speed, _check(row)]
 
 
-_HEADERS = ("n", "backend", "time (median)", "spread", "elements/s", "vs python", "check")
+_HEADERS = ("n", "backend", "median", "spread", "elements/s", "vs python", "check")
 
 
 def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
@@ -298,7 +298,7 @@ def _render_guide(data: dict[str, Any], console: Any) -> None:
         title=f"The guide's experiment: 4 tasks of {n // 4:,} counts ({n:,} in all), "
         f"{data['config']['workers']} workers"
     )
-    for header in ("backend", "time (median)", "spread", "the guide", "this / guide", "check"):
+    for header in ("backend", "median", "spread", "the guide", "this / guide", "check"):
         table.add_column(header, justify="left" if header in ("backend", "check") else "right")
     for row in data["measurements"]:
         cells = _cells(row)
@@ -325,7 +325,7 @@ def _render_footer(data: dict[str, Any], console: Any) -> None:
         highlight=False,
     )
     for name, reason in data["unavailable"].items():
-        console.print(f"not benchmarked: {name}: {reason}", highlight=False)
+        console.print(f"not benchmarked: {name}: {reason}", highlight=False, soft_wrap=True)
     bad = [row for row in data["measurements"] if row["status"] in (MISMATCH, ERROR)]
     if bad:
         console.print(

@@ -338,6 +338,11 @@ def _dominated(name: str, models: Mapping[str, Model], workload: str, workers: i
     )
 
 
+def _repeats(estimate: float) -> int:
+    """Runs per size: 3 for long runs, up to 15 for short, noisy ones."""
+    return 3 if estimate > ENOUGH_S / 2 else min(15, max(5, int(2e-3 / max(estimate, 1e-9))))
+
+
 def _ladder(
     module: ModuleType,
     workload: str,
@@ -365,11 +370,11 @@ def _ladder(
             if medians[-1] >= ENOUGH_S and medians[-1] > 2 * medians[-2]:
                 break  # long enough, and growing with n: work, not a stall, dominates
             estimate = fit(sizes[-2:], medians[-2:]).predict(n)
-            repeat = 3 if estimate > ENOUGH_S / 2 else 5
-            if clock() + estimate * repeat > deadline:
+            if clock() + estimate * _repeats(estimate) > deadline:
                 break
         else:
-            repeat = 5
+            estimate = medians[-1] if medians else first_s
+        repeat = _repeats(estimate)
         timing, result = _timing.measure(run(n), repeat)
         if n == LADDER[0] and first != result:
             raise ValueError(f"counted {first}, then {result} in [0, {n})")

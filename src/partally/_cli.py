@@ -49,6 +49,10 @@ def _positive(text: str) -> int:
 def _compute(args: argparse.Namespace) -> int:
     import partally
 
+    if args.verbose:
+        from partally._dispatch_cli import describe_choice
+
+        print(describe_choice(args), file=sys.stderr)
     result = partally.compute(
         args.n, backend=args.backend, workload=args.workload, workers=args.workers, seed=args.seed
     )
@@ -74,13 +78,18 @@ def _info(args: argparse.Namespace) -> int:
             table.add_row(info.name, "[green]yes[/]", info.device)
         else:
             table.add_row(info.name, "[red]no[/]", info.reason)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    from partally._dispatch_cli import print_models
+
+    print_models(console)  # auto's cached models; never calibrates
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     from partally.backends import NAMES as BACKEND_NAMES
     from partally._bench_cli import add_bench_command
+    from partally._dispatch_cli import add_dispatch_commands
     from partally._io_cli import add_io_commands
     from partally.workloads import WORKLOADS
 
@@ -95,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument("--workload", default="count", choices=WORKLOADS)
     compute.add_argument("--workers", type=_positive, default=None, help="default: every core")
     compute.add_argument("--seed", type=parse_size, default=0, help="pi's seed (default 0)")
+    compute.add_argument("--verbose", "-v", action="store_true", help="say which backend runs, why")
     compute.set_defaults(func=_compute)
 
     info = commands.add_parser("info", help="list every backend: available here, or why not")
@@ -103,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     # Each further command lives in its own module and registers itself here.
     add_bench_command(commands)
     add_io_commands(commands)
+    add_dispatch_commands(commands)
     return parser
 
 

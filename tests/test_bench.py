@@ -252,11 +252,26 @@ def test_a_time_that_does_not_grow_with_n_is_marked_and_explained():
         _measurement("native", 10**3, 1e-6), _measurement("native", 10**6, 1.1e-6),
     )
     rows = {(r["backend"], r["n"]): r for r in _bench_report.summarize(bench)}
-    assert rows["native", 10**6]["flat"] and not rows["python", 10**6]["flat"]
+    assert rows["native", 10**6]["flat"] == "folded" and not rows["python", 10**6]["flat"]
     assert not rows["native", 10**3]["flat"]
     assert rows["native", 10**6]["speedup_vs_python"] == pytest.approx(3e-2 / 1.1e-6)
     text = " ".join(_bench_report.notes(list(rows.values()), "count"))
     assert "the compiler removed the loop" in text
+
+
+def test_flat_time_elsewhere_is_overhead_and_one_noisy_run_does_not_hide_it():
+    times = {10**3: 3e-3, 10**4: 9e-2, 10**5: 2.9e-3, 10**6: 3.1e-3}  # 10**4: a noisy run
+    bench = _bench_of(*(_measurement("ray", n, t, workload="pi") for n, t in times.items()),
+                      backends=("ray",))
+    bench.workloads = ["pi"]
+    flat = [r["flat"] for r in _bench_report.summarize(bench)]
+    assert flat == [False, False, "overhead", "overhead"]
+
+
+@pytest.mark.parametrize(("n", "text"), [(10**7, "1e7"), (4 * 10**7, "4e7"), (2**32, "2**32"),
+                                         (1234, "1,234"), (500, "500")])
+def test_sizes_are_written_short(n, text):
+    assert _bench_report.size(n) == text
 
 
 def test_speedup_against_extrapolated_python_is_marked():

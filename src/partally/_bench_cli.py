@@ -212,6 +212,8 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
     from partally import _bench_report
 
     out, err = Console(), Console(stderr=True)
+    if not out.is_terminal:  # a file or a pipe: wide enough that no cell wraps
+        out.width = max(out.width, 120)
     if not plan.backends:
         err.print("no backend to time: " + "; ".join(
             f"{name}: {reason}" for name, reason in plan.unavailable.items()), highlight=False)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
+import re
 import platform
 import shutil
 import subprocess
@@ -31,8 +33,11 @@ from partally._bench import (
 
 SCHEMA = "partally-bench/1"
 GUIDE_SECONDS = {"python": 1.13, "processes": 0.72}  # the guide's sequential and multiprocessing
-FLAT_GROWTH = 1_000  # n grew at least this much ...
-FLAT_RATIO = 2.0  # ... while the time grew less than this: the time does not grow with n
+# A time "does not grow with n" where, over this backend's sizes up to n spanning at least
+# FLAT_SPAN, the median slope of log(time) against log(n) is below FLAT_SLOPE (1 = linear).
+FLAT_SPAN = 100
+FLAT_SLOPE = 0.2
+COMPILED = ("numba", "native", "numba-cuda", "cuda")  # LLVM, g++ and nvcc fold `count`
 
 _DESCRIPTIONS = {
     "count": "count every i in [0, n) (the guide's loop)",
@@ -55,10 +60,10 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
     for workload in bench.workloads:
         measured = bench.rows(workload)
         python = {m.n: m.median for m in measured if m.backend == "python" and m.status == OK}
-        first: dict[str, tuple[int, float]] = {}
+        timed: dict[str, list[tuple[int, float]]] = {}
         for m in sorted(measured, key=lambda m: m.n):
-            if m.timed and m.backend not in first:
-                first[m.backend] = (m.n, m.median)
+            if m.timed:
+                timed.setdefault(m.backend, []).append((m.n, m.median))
         for m in sorted(measured, key=lambda m: (m.n, order.get(m.backend, len(order)))):
             row: dict[str, Any] = {
                 "workload": m.workload,
@@ -89,10 +94,24 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
                     row["python_s"] = base
                     row["python_extrapolated"] = extrapolated
                     row["speedup_vs_python"] = base / m.median
-                n0, t0 = first[m.backend]
-                row["flat"] = m.n >= FLAT_GROWTH * n0 and m.median < FLAT_RATIO * t0
+                if _flat([p for p in timed[m.backend] if p[0] <= m.n]):
+                    folded = m.workload == "count" and (m.chose or m.backend) in COMPILED
+                    row["flat"] = "folded" if folded else "overhead"
             rows.append(row)
     return rows
+
+
+def _flat(points: list[tuple[int, float]]) -> bool:
+    """Whether time stays flat over these (n, seconds): robust to one noisy run (Theil-Sen)."""
+    if len(points) < 2 or points[-1][0] < FLAT_SPAN * points[0][0]:
+        return False
+    slopes = sorted(
+        (math.log(t2) - math.log(t1)) / (math.log(n2) - math.log(n1))
+        for k, (n1, t1) in enumerate(points)
+        for n2, t2 in points[k + 1 :]
+        if n2 > n1 and t1 > 0 and t2 > 0
+    )
+    return bool(slopes) and slopes[len(slopes) // 2] < FLAT_SLOPE
 
 
 def machine() -> dict[str, Any]:
@@ -106,7 +125,7 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pass
     return {
-        "cpu": cpu_device().removeprefix("CPU: "),
+        "cpu": re.sub(r" \(\d+ cores?\)$", "", cpu_device().removeprefix("CPU: ")),
         "cores_usable": default_workers(),
         "cores_total": os.cpu_count(),
         "gpu": _gpu(),
@@ -177,10 +196,21 @@ def seconds(value: float | None) -> str:
 def rate(value: float | None) -> str:
     if value is None:
         return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= scale:
             return f"{value / scale:.3g} {unit}/s"
     return f"{value:.3g} /s"
+
+
+def size(n: int) -> str:
+    """1e7 for 10**7, 4e7, 2**32 ... : short and accepted back by --sizes."""
+    if n >= 1000 and n & (n - 1) == 0 and n.bit_length() > 20:
+        return f"2**{n.bit_length() - 1}"
+    digits = f"{n:d}".rstrip("0")
+    zeros = len(f"{n:d}") - len(digits)
+    if n >= 1000 and len(digits) == 1:
+        return f"{digits}e{zeros}"
+    return f"{n:,}"
 
 
 def _speedup(row: dict[str, Any]) -> str:
@@ -215,10 +245,10 @@ def _cells(row: dict[str, Any]) -> list[str]:
     elif row["status"] in (MISMATCH, ERROR) or row["median_s"] is None:
         time, spread, elements, speed = "-", "", "", ""
     else:
-        time = seconds(row["median_s"]) + (" †" if row["flat"] else "")
+        time = seconds(row["median_s"]) + {"folded": " †", "overhead": " ‡"}.get(row["flat"], "")
         spread = f"{row['spread'] * 100:.0f}%"
         elements, speed = rate(row["elements_per_s"]), _speedup(row)
-    return [f"{row['n']:,}", _backend(row), time, spread, elements, speed, _check(row)]
+    return [size(row["n"]), _backend(row), time, spread, elements, speed, _check(row)]
 
 
 _HEADERS = ("n", "backend", "median", "spread", "elements/s", "vs python", "check")
@@ -227,18 +257,17 @@ _HEADERS = ("n", "backend", "median", "spread", "elements/s", "vs python", "chec
 def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
     """The words under a workload's table."""
     lines = []
-    if any(row["flat"] for row in rows):
-        if workload == "count":
-            lines.append(
-                "† the time does not grow with n: the compiler removed the loop (LLVM and g++ "
-                "fold the guide's `count` loop to `hi - lo`), so this is call overhead, not "
-                "counting; its elements/s and speedup mean nothing."
-            )
-        else:
-            lines.append(
-                "† the time does not grow with n: fixed costs (call, thread or kernel launch) "
-                "hide the per-element work at these sizes."
-            )
+    if any(row["flat"] == "folded" for row in rows):
+        lines.append(
+            "† the time does not grow with n: the compiler removed the loop (LLVM, g++ and "
+            "nvcc fold the guide's `count` loop to `hi - lo`), so this is call overhead, not "
+            "counting; its elements/s and speedup mean nothing."
+        )
+    if any(row["flat"] == "overhead" for row in rows):
+        lines.append(
+            "‡ the time does not grow with n: fixed costs (task dispatch, thread wake-up, "
+            "kernel launch) hide the per-element work at these sizes."
+        )
     if any(row["python_extrapolated"] for row in rows):
         lines.append(
             "~ python was not run at this n (over budget): speedup against its time "
@@ -285,7 +314,7 @@ def render(data: dict[str, Any], console: Any) -> None:
                 table.add_row(*cells, style=style)
             console.print(table)
             for line in notes(mine, workload):
-                console.print(f"  {line}", highlight=False)
+                console.print(f"  {line}", highlight=False, soft_wrap=True)
             console.print()
     _render_footer(data, console)
 
@@ -313,7 +342,7 @@ def _render_guide(data: dict[str, Any], console: Any) -> None:
         highlight=False,
     )
     for line in notes(data["measurements"], "count"):
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     console.print()
 
 

@@ -1,0 +1,92 @@
+"""numba-cuda kernels on numba-cuda's CUDA simulator, against the pure-Python reference.
+
+The simulator runs each CUDA thread as a Python thread, so the ranges are small. It only replaces
+the GPU when NUMBA_ENABLE_CUDASIM=1 is set before numba is first imported, so this file runs in its
+own pytest process:
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim tests/test_cudasim.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from partally.workloads import count_range
+
+pytestmark = [
+    pytest.mark.cudasim,
+    # numpy warns when a uint64 product wraps; the workloads mean it to wrap (modulo 2**64).
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
+
+def _why_not() -> str | None:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        return (
+            "needs the CUDA simulator: run `NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim "
+            "tests/test_cudasim.py` (the variable must be set before numba is imported)"
+        )
+    if importlib.util.find_spec("numba_cuda") is None:
+        return 'numba-cuda is not installed (pip install "partally[cuda]")'
+    from numba import cuda
+
+    if not cuda.config.ENABLE_CUDASIM:
+        return "numba was imported before NUMBA_ENABLE_CUDASIM=1 took effect: run in a fresh process"
+    return None
+
+
+_REASON = _why_not()
+if _REASON is not None:
+    pytest.skip(_REASON, allow_module_level=True)
+
+from partally.backends import _gpu, _numba_cuda_kernels, numba_cuda  # noqa: E402
+
+SHAPES = [(1, 1), (1, 32), (3, 64), (2, 100), (5, 33)]  # (blocks, threads per block)
+RANGES = {
+    "count": [(0, 0), (0, 1000), (17, 1234), (2**63 - 700, 2**63 - 1)],
+    "primes": [(0, 0), (0, 1000), (17, 1234), (2**32 - 600, 2**32)],
+    "pi": [(0, 0), (0, 1000), (17, 1234), (2**63 - 700, 2**63 - 1)],
+}
+CASES = [(w, lo, hi) for w, ranges in RANGES.items() for lo, hi in ranges]
+
+
+@pytest.mark.parametrize("blocks, threads", SHAPES)
+@pytest.mark.parametrize("workload, lo, hi", CASES)
+def test_kernel_matches_reference(workload, lo, hi, blocks, threads):
+    expected = count_range(workload, lo, hi, seed=0)
+    got = numba_cuda.count(workload, lo, hi, workers=1, seed=0, blocks=blocks, threads=threads)
+    assert got == expected
+
+
+@pytest.mark.parametrize("seed", [1, 2**64 - 1, 0x9E3779B97F4A7C15])
+def test_pi_seeds(seed):
+    got = numba_cuda.count("pi", 1000, 2500, workers=1, seed=seed, blocks=3, threads=64)
+    assert got == count_range("pi", 1000, 2500, seed=seed)
+
+
+@pytest.mark.parametrize("workload", ["count", "primes", "pi"])
+def test_many_launches_add_up(workload, monkeypatch):
+    # Slices that do not divide the range: each launch adds into the same 64-bit counter.
+    monkeypatch.setitem(_gpu.SLICE, workload, 97)
+    got = numba_cuda.count(workload, 5, 1500, workers=1, seed=7, blocks=2, threads=64)
+    assert got == count_range(workload, 5, 1500, seed=7)
+
+
+def test_known_pi_value():
+    assert numba_cuda.count("pi", 0, 10**5, workers=1, seed=0, blocks=4, threads=32) == 78607
+
+
+def test_compute_uses_the_simulator():
+    import partally
+
+    assert numba_cuda.unavailable() is None
+    assert "simulator" in numba_cuda.device()
+    assert partally.compute(3000, backend="numba-cuda", workload="primes") == 430
+
+
+def test_bad_shape_is_refused():
+    with pytest.raises(ValueError, match="threads per block"):
+        _numba_cuda_kernels.launch("pi", [(0, 10)], 0, 1, 2048)

@@ -1,0 +1,86 @@
+"""`partally bench --io`: each fetch mode against a local server, beside its ideal time."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import rich.console
+
+__all__ = ["run_io_bench"]
+
+REPEATS = 3  # each mode's time is the best of this many runs, as timeit reports
+SEQUENTIAL_SECONDS = 2.0  # the sequential mode fetches only as many URLs as fit in this at the ideal
+
+
+def _plan(requests: int, latency: float, limit: int) -> list[tuple[str, int, int]]:
+    """(mode, requests, workers) for each mode: threads fetch 4 rounds of `limit`, as in the issue."""
+    sequential = max(1, min(requests, int(SEQUENTIAL_SECONDS / latency) if latency else requests))
+    return [
+        ("asyncio", requests, limit),
+        ("threads", min(requests, 4 * limit), limit),
+        ("sequential", sequential, 1),
+    ]
+
+
+def run_io_bench(
+    requests: int = 1000,
+    latency: float = 0.05,
+    limit: int = 100,
+    console: rich.console.Console | None = None,
+) -> list[dict[str, Any]]:
+    """Start the local server, fetch in each mode, print a table and return its rows.
+
+    The ideal is requests × latency for sequential and ceil(requests / limit) × latency for the
+    concurrent modes. Sequential fetches at most as many URLs as take 2 s at the ideal; threads
+    fetch at most 4 × limit.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from partally._fetch import fetch_all
+    from partally._server import server_process
+
+    console = console or Console()
+    rows = []
+    with server_process(latency=latency) as base:
+        for mode, count, workers in _plan(requests, latency, limit):
+            urls = [f"{base}/{i}" for i in range(count)]
+            fetch_all(urls[:workers], mode, limit=limit)  # warm up: imports, first connections
+            best, failed = math.inf, 0
+            for _ in range(REPEATS):
+                start = time.perf_counter()
+                results = fetch_all(urls, mode, limit=limit)
+                best = min(best, time.perf_counter() - start)
+                failed += sum(not r.ok for r in results)
+            ideal = math.ceil(count / workers) * latency
+            rows.append(
+                {
+                    "mode": mode,
+                    "requests": count,
+                    "workers": workers,
+                    "seconds": best,
+                    "ideal": ideal,
+                    "x_ideal": best / ideal if ideal else math.nan,
+                    "requests_per_s": count / best,
+                    "failed": failed,
+                }
+            )
+    table = Table(title=f"fetch_all against a local server, latency {latency * 1000:g} ms")
+    for name in ("mode", "requests", "workers", "time (s)", "ideal (s)", "× ideal", "requests/s"):
+        table.add_column(name, justify="left" if name == "mode" else "right")
+    for row in rows:
+        table.add_row(
+            row["mode"],
+            str(row["requests"]),
+            str(row["workers"]),
+            f"{row['seconds']:.3f}",
+            f"{row['ideal']:.3f}",
+            f"{row['x_ideal']:.2f}",
+            f"{row['requests_per_s']:.0f}",
+        )
+    console.print(table)
+    console.print(f"best of {REPEATS} runs per mode; failed requests: {sum(r['failed'] for r in rows)}")
+    return rows

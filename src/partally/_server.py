@@ -1,0 +1,223 @@
+"""A local HTTP server for demos, tests and the IO benchmark: an ASGI app on uvicorn.
+
+Every path answers after ``latency`` (+ up to ``jitter``) seconds with ``size`` bytes, or with a
+500 at ``fail_rate``. A few paths and query parameters shape one answer:
+
+- ``?latency=S``, ``?size=B``, ``?status=C``: override the defaults for this request;
+- ``?fail_first=K``: answer 503 to the first K requests for this path and query;
+- ``/close``: promise ``size`` bytes, send half of them and close the connection;
+- ``/stats``: JSON with the requests seen, those in flight now and the most ever in flight.
+
+The app counts in-flight requests itself, so tests can check a client's concurrency bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+
+__all__ = ["RunningServer", "TestApp", "running_server", "serve", "server_process"]
+
+
+@dataclass
+class TestApp:
+    """The ASGI app: answers every path after a delay, counting what it sees."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    latency: float = 0.05
+    jitter: float = 0.0
+    fail_rate: float = 0.0
+    size: int = 1024
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    hits: Counter[str] = field(default_factory=Counter)
+
+    def reset(self) -> None:
+        """Forget every count (between tests sharing one server)."""
+        self.requests = self.in_flight = self.max_in_flight = 0
+        self.hits.clear()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path, query = scope["path"], scope["query_string"].decode()
+        if path == "/stats":
+            await _respond(send, 200, json.dumps(self.stats()).encode(), "application/json")
+            return
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self._answer(path, query, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, path: str, query: str, send: Any) -> None:
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        key = f"{path}?{query}"
+        self.hits[key] += 1
+        delay = float(params.get("latency", self.latency))
+        if self.jitter:
+            delay += random.uniform(0, self.jitter)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        size = int(params.get("size", self.size))
+        status = int(params.get("status", 200))
+        if self.hits[key] <= int(params.get("fail_first", 0)):
+            status = 503
+        elif self.fail_rate and random.random() < self.fail_rate:
+            status = 500
+        if path == "/close":
+            await send(_start(200, "application/octet-stream", size))
+            # Returning with the body unfinished makes uvicorn drop the connection.
+            await send({"type": "http.response.body", "body": b"x" * (size // 2), "more_body": True})
+            return
+        await _respond(send, status, b"x" * size)
+
+
+def _start(status: int, content_type: str, length: int) -> dict[str, Any]:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: str = "text/plain") -> None:
+    await send(_start(status, content_type, len(body)))
+    await send({"type": "http.response.body", "body": body})
+
+
+def _config(app: TestApp, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        backlog=4096,
+        timeout_graceful_shutdown=1,
+    )
+
+
+@dataclass
+class RunningServer:
+    """A server running in a background thread: its app (for counts) and base URL."""
+
+    app: TestApp
+    url: str
+
+
+def _free_socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+@contextmanager
+def running_server(
+    *, host: str = "127.0.0.1", log_level: str = "critical", **settings: Any
+) -> Iterator[RunningServer]:
+    """Run a `TestApp(**settings)` on a free port in a background thread until the block ends."""
+    app = TestApp(**settings)
+    sock = _free_socket(host)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(_config(app, host, port, log_level))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError(f"the test server on {host}:{port} failed to start")
+            threading.Event().wait(0.005)
+        yield RunningServer(app, f"http://{host}:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+@contextmanager
+def server_process(*, latency: float = 0.05, size: int = 1024) -> Iterator[str]:
+    """Run a `TestApp` in a child process on a free loopback port; yields its base URL.
+
+    Benchmarks use this, so that the server does not share the client's GIL.
+    """
+    sock = _free_socket("127.0.0.1")
+    sock.listen(4096)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    argv = [sys.executable, "-m", "partally._server", "--fd", str(sock.fileno())]
+    argv += ["--latency", str(latency), "--size", str(size)]
+    child = subprocess.Popen(argv, pass_fds=[sock.fileno()])
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the listening socket accepts at once; wait until the app answers
+            try:
+                with urllib.request.urlopen(f"{url}/stats", timeout=1):
+                    break
+            except OSError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the test server process failed to start") from None
+                time.sleep(0.02)
+        yield url
+    finally:
+        child.terminate()
+        child.wait(10)
+        sock.close()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    latency: float = 0.05,
+    jitter: float = 0.0,
+    fail_rate: float = 0.0,
+    size: int = 1024,
+    log_level: str = "warning",
+    fd: int | None = None,
+) -> None:
+    """Serve a `TestApp` in the foreground until Ctrl-C (on the listening socket `fd` if given)."""
+    app = TestApp(latency=latency, jitter=jitter, fail_rate=fail_rate, size=size)
+    # Not uvicorn's own `fd=`: it makes an AF_UNIX socket object of it, and asyncio then leaves
+    # Nagle's algorithm on for TCP, which cost 40 ms a request (delayed ACKs) in sequential runs.
+    sockets = None if fd is None else [socket.socket(fileno=fd)]
+    uvicorn.Server(_config(app, host, port, log_level)).run(sockets=sockets)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m partally._server --fd N``: what `server_process` runs in the child."""
+    parser = argparse.ArgumentParser(prog="python -m partally._server")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--size", type=int, default=1024)
+    args = parser.parse_args(argv)
+    serve(latency=args.latency, size=args.size, fd=args.fd)
+
+
+if __name__ == "__main__":
+    main()

@@ -61,9 +61,10 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
         measured = bench.rows(workload)
         python = {m.n: m.median for m in measured if m.backend == "python" and m.status == OK}
         timed: dict[str, list[tuple[int, float]]] = {}
-        for m in sorted(measured, key=lambda m: m.n):
-            if m.timed:
-                timed.setdefault(m.backend, []).append((m.n, m.median))
+        for name in bench.backends:
+            points = dict(bench.probes.get((workload, name), {}))
+            points.update((m.n, m.median) for m in measured if m.backend == name and m.timed)
+            timed[name] = sorted(points.items())
         for m in sorted(measured, key=lambda m: (m.n, order.get(m.backend, len(order)))):
             row: dict[str, Any] = {
                 "workload": m.workload,
@@ -170,6 +171,11 @@ def report(bench: Bench) -> dict[str, Any]:
         },
         "unavailable": bench.unavailable,
         "measurements": summarize(bench),
+        "probes": [
+            {"workload": workload, "backend": name, "n": n, "seconds": t}
+            for (workload, name), points in bench.probes.items()
+            for n, t in sorted(points.items())
+        ],
         "ok": bench.ok,
         "failures": len(bench.failures),
     }

@@ -34,8 +34,13 @@ _TASKS_PER_CPU = 4
 # `count` folds to `hi - lo` in compiled code: one task does it all.
 _MIN_CHUNK = {"count": 2**62, "primes": 2**17, "pi": 2**24}
 _MAX_RETRIES = 3  # per task, when its worker or node dies
-_CONNECT_TIMEOUT_S = 3.0
+_CONNECT_TIMEOUT_S = 3.0  # for the TCP probe of RAY_ADDRESS
+_CONNECT_WINDOW_ENV, _CONNECT_WINDOW_S = "RAY_gcs_server_port_wait_time_s", 3  # Ray's own retries
 _KERNELS = ("numba", "native", "python")  # the order a worker tries them in
+
+# HTTP/2's client connection preface and an empty SETTINGS frame; the server's first frame type.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x04
 
 _lock = threading.Lock()
 _started_here = False  # whether this process started the Ray it is connected to
@@ -85,38 +90,66 @@ def _worker_info() -> tuple[str, int]:
 # --- on the driver -----------------------------------------------------------------------------
 
 
-def _probe(address: str) -> None:
-    """Fail fast if nothing listens at ``address``: ``ray.init`` would retry for a minute or more."""
-    target = address
-    if target == "auto":
-        from ray._private import services  # private, but the only way to see where "auto" points
+def _unreachable(address: str, why: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"cannot reach the Ray cluster at RAY_ADDRESS={address!r} ({why}); check that "
+        "`ray start --head` runs there and the port is open, or unset RAY_ADDRESS for a local Ray"
+    )
 
-        try:
-            target = services.canonicalize_bootstrap_address(target)
-        except Exception as exc:  # noqa: BLE001 - whatever Ray says, the user's fix is the same
-            raise BackendUnavailable(
-                f"RAY_ADDRESS=auto, but no running Ray cluster was found here ({exc}); "
-                "start one with `ray start --head` or unset RAY_ADDRESS for a local Ray"
-            ) from exc
-        if not target:
-            raise BackendUnavailable(
-                "RAY_ADDRESS=auto, but no running Ray cluster was found here; "
-                "start one with `ray start --head` or unset RAY_ADDRESS for a local Ray"
-            )
-    target = target.split("://", 1)[-1]
-    host, sep, port = target.rpartition(":")
+
+def _resolve_auto() -> str:
+    from ray._private import services  # private, but the only way to see where "auto" points
+
+    try:
+        target = services.canonicalize_bootstrap_address("auto")
+    except Exception as exc:  # noqa: BLE001 - whatever Ray says, the user's fix is the same
+        target, why = None, f" ({exc})"
+    else:
+        why = ""
+    if not target:
+        raise BackendUnavailable(
+            f"RAY_ADDRESS=auto, but no running Ray cluster was found here{why}; "
+            "start one with `ray start --head` or unset RAY_ADDRESS for a local Ray"
+        )
+    return target
+
+
+def _probe(address: str) -> None:
+    """Fail within seconds unless a gRPC server answers at ``address``.
+
+    ``ray.init`` retries an unreachable address for a minute or more, and waits on a port that
+    accepts but never answers for longer still. A Ray head (GCS or Ray Client server) speaks gRPC:
+    it answers HTTP/2's connection preface with a SETTINGS frame at once.
+    """
+    target = _resolve_auto() if address == "auto" else address
+    host, sep, port = target.split("://", 1)[-1].rpartition(":")
     if not sep or not port.isdigit():
         return  # not host:port: let Ray parse it and say what is wrong
-    host = host.strip("[]")
     try:
-        with socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), _CONNECT_TIMEOUT_S) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return  # TLS first: the plain-text check below does not apply
+            sock.sendall(_H2_PREFACE)
+            header = b""
+            while len(header) < 9:  # the first frame's header
+                data = sock.recv(9 - len(header))
+                if not data:
+                    raise _unreachable(address, "the server there closed the connection")
+                header += data
+    except TimeoutError as exc:
+        raise _unreachable(address, f"no answer within {_CONNECT_TIMEOUT_S:g} s") from exc
     except OSError as exc:
-        raise BackendUnavailable(
-            f"cannot reach the Ray cluster at RAY_ADDRESS={address!r} ({exc}); check that "
-            "`ray start --head` runs there and the port is open, or unset RAY_ADDRESS for a "
-            "local Ray"
-        ) from exc
+        raise _unreachable(address, str(exc)) from exc
+    if header[3] != _H2_SETTINGS:
+        raise _unreachable(address, "the server there does not speak gRPC")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error's last line: Ray wraps e.g. a missing auth token in two layers."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:500] if lines else type(exc).__name__
 
 
 def _connect() -> Any:
@@ -140,12 +173,20 @@ def _connect() -> Any:
             atexit.register(shutdown)
         else:
             _probe(address)
+            # Something answers there; if it is not a Ray head, Ray retries for ~20 s. Ray's own
+            # knob for that window (read at connect time), unless the user set it.
+            saved = os.environ.get(_CONNECT_WINDOW_ENV)
+            os.environ.setdefault(_CONNECT_WINDOW_ENV, str(_CONNECT_WINDOW_S))
             try:
                 ray.init(address=address, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise BackendUnavailable(
-                    f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: {exc}"
+                    f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r}: "
+                    f"{_root_cause(exc)}"
                 ) from exc
+            finally:
+                if saved is None:
+                    os.environ.pop(_CONNECT_WINDOW_ENV, None)
         return ray
 
 

@@ -1,0 +1,278 @@
+"""The ``ray`` backend on a local Ray with 2 CPUs: exact counts, faults, fast failure, clean exit."""
+
+import _thread
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import partally
+from partally.backends import get as get_backend
+from partally.workloads import WORKLOADS, count_range
+
+pytestmark = pytest.mark.ray
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason='ray is not installed: pip install ".[ray]"')
+needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+backend = get_backend("ray")
+TASK_TITLE = "ray::_count_chunk"  # Ray's process title for a worker running a chunk
+
+
+def _env(**changes):
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env.update(changes)
+    return env
+
+
+def _run(code, timeout, **env):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=_env(**env)
+    )
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs for the whole module, started here and used by the backend."""
+    import ray
+
+    saved = os.environ.pop("RAY_ADDRESS", None)
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    backend.count("pi", 0, 1000, workers=2, seed=0)  # workers import numba outside any clock
+    yield ray
+    ray.shutdown()
+    if saved is not None:
+        os.environ["RAY_ADDRESS"] = saved
+
+
+def test_unavailable_names_the_extra():
+    code = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # as if ray were not installed\n"
+        "import partally\n"
+        "from partally.backends import get\n"
+        "print(get('ray').unavailable())\n"
+        "try:\n"
+        "    partally.compute(10, backend='ray')\n"
+        "except partally.BackendUnavailable as exc:\n"
+        "    print('raised', exc)\n"
+    )
+    done = _run(code, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "partally[ray]"' in done.stdout
+    assert "raised backend 'ray' is not available here" in done.stdout
+
+
+def test_import_partally_does_not_import_ray():
+    code = "import sys, partally\npartally.backends()\nprint('ray' in sys.modules)\n"
+    done = _run(code, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_plan_covers_the_range_in_a_few_chunks_per_cpu():
+    assert backend.plan("pi", 0, 10**9, 2) == [(k * 125_000_000, (k + 1) * 125_000_000) for k in range(8)]
+    assert backend.plan("pi", 5, 1000, 16) == [(5, 1000)]  # too short to be worth a second task
+    assert backend.plan("count", 0, 10**12, 64) == [(0, 10**12)]  # compiled `count` is O(1)
+    pieces = backend.plan("primes", 3, 10**7 + 3, 3)
+    assert pieces[0][0] == 3 and pieces[-1][1] == 10**7 + 3
+    assert all(a < b == c for (a, b), (c, _) in zip(pieces, pieces[1:]))
+    assert len(pieces) == 3 * 4
+
+
+@needs_ray
+def test_workers_run_the_fastest_kernel(local_ray):
+    kernel, _ = backend.worker_info()
+    assert kernel == "numba"
+
+
+@needs_ray
+@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize(
+    ("lo", "hi", "seed"),
+    [(0, 0, 0), (0, 1, 0), (0, 2000, 0), (7, 3001, 12345), (2**32 - 2500, 2**32, 2**64 - 1)],
+)
+def test_equals_reference(local_ray, workload, lo, hi, seed):
+    assert backend.count(workload, lo, hi, workers=2, seed=seed) == count_range(workload, lo, hi, seed)
+
+
+@needs_ray
+@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_many_small_chunks_equal_reference(local_ray, monkeypatch, workload, workers):
+    monkeypatch.setitem(backend._MIN_CHUNK, workload, 7)  # cut even short ranges into 4 per CPU
+    in_flight = []
+    wait = local_ray.wait
+
+    def spy(refs, **kwargs):
+        in_flight.append(len(refs))
+        return wait(refs, **kwargs)
+
+    monkeypatch.setattr(local_ray, "wait", spy)
+    lo, hi = 2**31 - 1000, 2**31 + 1001
+    assert backend.count(workload, lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
+    assert in_flight and max(in_flight) <= workers  # `workers` caps the tasks at once
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("workload", "n", "expected"),
+    [("count", 10**7, 10**7), ("primes", 10**6, 78498), ("primes", 10**7, 664579),
+     ("pi", 10**5, 78607), ("pi", 10**6, 785806)],
+)
+def test_known_values_through_compute(local_ray, workload, n, expected):
+    assert partally.compute(n, backend="ray", workload=workload) == expected
+
+
+@needs_ray
+@needs_proc
+def test_a_killed_worker_is_retried_and_the_count_stays_exact(local_ray):
+    n = 3 * 10**9  # 24 chunks of ~0.1 s on 2 CPUs
+    expected = get_backend("numba").count("pi", 0, n, workers=2, seed=3)
+    result, killed = {}, []
+
+    def run():
+        result["count"] = backend.count("pi", 0, n, workers=2, seed=3)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not killed and time.monotonic() < deadline:
+        for pid in _descendants(os.getpid()):
+            if _cmdline(pid).startswith(TASK_TITLE):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+        time.sleep(0.01)
+    thread.join(timeout=60)
+    assert killed, "no worker was seen running a chunk"
+    assert not thread.is_alive()
+    assert result["count"] == expected
+
+
+@needs_ray
+def test_ctrl_c_cancels_the_tasks(local_ray):
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        backend.count("primes", 0, 2**32, workers=2, seed=0)  # minutes of work
+    assert time.perf_counter() - started < 3
+    # the cancelled tasks free their CPUs at once: a small count is not stuck behind them
+    started = time.perf_counter()
+    assert backend.count("pi", 0, 10**6, workers=2, seed=0) == 785806
+    assert time.perf_counter() - started < 5
+
+
+@needs_ray
+def test_connects_to_the_cluster_in_ray_address(local_ray):
+    address = local_ray.get_runtime_context().gcs_address
+    code = (
+        "import partally, ray\n"
+        "from partally.backends import get\n"
+        "print(partally.compute(10**6, backend='ray', workload='primes'))\n"
+        "print(get('ray').device())\n"
+        "print(ray.get_runtime_context().gcs_address)\n"
+    )
+    done = _run(code, timeout=120, RAY_ADDRESS=address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["78498", f"Ray cluster at {address}", address]
+
+
+@needs_ray
+@pytest.mark.parametrize("listener", ["closed port", "silent server"])
+def test_unreachable_ray_address_fails_fast(listener):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    if listener == "closed port":
+        server.close()
+    else:
+        server.listen(8)  # accepts connections (the kernel does) and never answers
+    code = (
+        "import partally\n"
+        "try:\n"
+        "    partally.compute(100, backend='ray')\n"
+        "except partally.BackendUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    started = time.perf_counter()
+    try:
+        done = _run(code, timeout=60, RAY_ADDRESS=f"127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert time.perf_counter() - started < 15
+    assert done.returncode == 0, done.stderr
+    assert f"cannot reach the Ray cluster at RAY_ADDRESS='127.0.0.1:{port}'" in done.stdout
+
+
+@needs_ray
+@needs_proc
+def test_local_ray_is_started_once_and_gone_after_exit():
+    code = (
+        "import os, partally, time\n"
+        "from partally.backends import get\n"
+        "assert partally.compute(10**6, backend='ray', workload='pi') == 785806\n"
+        "started = time.perf_counter()\n"
+        "assert partally.compute(10**6, backend='ray', workload='pi') == 785806\n"
+        "print(time.perf_counter() - started)\n"
+        "print(get('ray').worker_info()[1])\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(),
+    )
+    seen = set()
+    while process.poll() is None:
+        seen.update(_descendants(process.pid))
+        time.sleep(0.05)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr
+    second_call, worker = stdout.split()
+    assert float(second_call) < 2  # the same Ray, not a new one
+    assert int(worker) in seen
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in seen):
+        time.sleep(0.1)
+    assert [pid for pid in seen if not _gone(pid)] == []

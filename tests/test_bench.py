@@ -268,6 +268,14 @@ def test_flat_time_elsewhere_is_overhead_and_one_noisy_run_does_not_hide_it():
     assert flat == [False, False, "overhead", "overhead"]
 
 
+def test_a_slow_first_run_does_not_hide_growth():
+    times = {10**3: 6e-3, 10**5: 2.5e-5, 10**7: 1e-2}  # 10**3: a thread woke late; then linear
+    bench = _bench_of(*(_measurement("numba", n, t, workload="pi") for n, t in times.items()),
+                      backends=("numba",))
+    bench.workloads = ["pi"]
+    assert [r["flat"] for r in _bench_report.summarize(bench)] == [False, "overhead", False]
+
+
 @pytest.mark.parametrize(("n", "text"), [(10**7, "1e7"), (4 * 10**7, "4e7"), (2**32, "2**32"),
                                          (1234, "1,234"), (500, "500")])
 def test_sizes_are_written_short(n, text):
@@ -284,8 +292,13 @@ def test_speedup_against_extrapolated_python_is_marked():
     row = [r for r in _bench_report.summarize(bench) if r["backend"] == "native"][0]
     assert row["python_extrapolated"] and row["speedup_vs_python"] == pytest.approx(1000)
     assert _bench_report._cells(row)[5].endswith("~")
-    markdown = _bench_report.markdown(_bench_report.report(bench))
-    assert "| n | backend | median |" in markdown and "skipped" in markdown
+    data = _bench_report.report(bench)
+    compact = _bench_report.markdown(data)
+    assert "| backend | n = 1e3 | n = 1e4 | n = 1e6 | elements/s | vs python |" in compact
+    assert "| python | 1 ms | 10 ms | skipped | 1 M/s | 1× |" in compact
+    assert "| native |  |  | 1 ms | 1 G/s | 1,000×~ |" in compact
+    full = _bench_report.markdown(data, full=True)
+    assert "| n | backend | median |" in full and "skipped" in full
 
 
 def test_plot_is_written(tmp_path):

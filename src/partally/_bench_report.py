@@ -33,8 +33,9 @@ from partally._bench import (
 
 SCHEMA = "partally-bench/1"
 GUIDE_SECONDS = {"python": 1.13, "processes": 0.72}  # the guide's sequential and multiprocessing
-# A time "does not grow with n" where, over this backend's sizes up to n spanning at least
-# FLAT_SPAN, the median slope of log(time) against log(n) is below FLAT_SLOPE (1 = linear).
+# A time "does not grow with n" where, against the fastest run of this backend at a size at least
+# FLAT_SPAN times smaller, it grew by less than (n ratio) ** FLAT_SLOPE (1 would be linear). The
+# fastest, not the first: a slow outlier at small n (a thread waking late) must not hide growth.
 FLAT_SPAN = 100
 FLAT_SLOPE = 0.2
 COMPILED = ("numba", "native", "numba-cuda", "cuda")  # LLVM, g++ and nvcc fold `count`
@@ -95,24 +96,20 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
                     row["python_s"] = base
                     row["python_extrapolated"] = extrapolated
                     row["speedup_vs_python"] = base / m.median
-                if _flat([p for p in timed[m.backend] if p[0] <= m.n]):
+                if _flat(timed[m.backend], m.n, m.median):
                     folded = m.workload == "count" and (m.chose or m.backend) in COMPILED
                     row["flat"] = "folded" if folded else "overhead"
             rows.append(row)
     return rows
 
 
-def _flat(points: list[tuple[int, float]]) -> bool:
-    """Whether time stays flat over these (n, seconds): robust to one noisy run (Theil-Sen)."""
-    if len(points) < 2 or points[-1][0] < FLAT_SPAN * points[0][0]:
+def _flat(points: list[tuple[int, float]], n: int, seconds: float) -> bool:
+    """Whether ``seconds`` at ``n`` did not grow with n, against (size, seconds) ``points``."""
+    earlier = [(n1, t1) for n1, t1 in points if n1 * FLAT_SPAN <= n and t1 > 0]
+    if not earlier:
         return False
-    slopes = sorted(
-        (math.log(t2) - math.log(t1)) / (math.log(n2) - math.log(n1))
-        for k, (n1, t1) in enumerate(points)
-        for n2, t2 in points[k + 1 :]
-        if n2 > n1 and t1 > 0 and t2 > 0
-    )
-    return bool(slopes) and slopes[len(slopes) // 2] < FLAT_SLOPE
+    n1, t1 = min(earlier, key=lambda point: point[1])
+    return seconds <= t1 * (n / n1) ** FLAT_SLOPE
 
 
 def machine() -> dict[str, Any]:
@@ -254,6 +251,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
         time = seconds(row["median_s"]) + {"folded": " †", "overhead": " ‡"}.get(row["flat"], "")
         spread = f"{row['spread'] * 100:.0f}%"
         elements, speed = rate(row["elements_per_s"]), _speedup(row)
+        if row["flat"] == "folded":  # no counting was timed: these numbers mean nothing
+            elements, speed = "†", "†"
     return [size(row["n"]), _backend(row), time, spread, elements, speed, _check(row)]
 
 
@@ -267,7 +266,7 @@ def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
         lines.append(
             "† the time does not grow with n: the compiler removed the loop (LLVM, g++ and "
             "nvcc fold the guide's `count` loop to `hi - lo`), so this is call overhead, not "
-            "counting; its elements/s and speedup mean nothing."
+            "counting, and elements/s or a speedup would mean nothing."
         )
     if any(row["flat"] == "overhead" for row in rows):
         lines.append(
@@ -372,25 +371,67 @@ def _render_footer(data: dict[str, Any], console: Any) -> None:
         console.print("[green]every result matched its reference.[/]")
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The tables as GitHub markdown (for a README), from ``report(...)`` or a bench JSON file."""
+def markdown(data: dict[str, Any], *, full: bool = False) -> str:
+    """GitHub markdown for a README, from ``report(...)`` or a bench JSON file.
+
+    By default one compact table per workload: a row per backend, a column per size, the median
+    time in each cell (marks as in the terminal table), then elements/s and the speedup over
+    ``python`` at the largest size the backend ran. ``full``: every measurement, as in the terminal.
+    """
     info = data["machine"]
     out = [
         f"Measured {data['created'][:10]} on {info['cpu']} ({info['cores_usable']} cores), "
         f"GPU: {info['gpu'] or 'none'}, Python {info['python']}, "
         f"numba {info['versions'].get('numba', '-')}, partally "
-        f"{info['versions'].get('partally', '-')}; median of {data['config']['repeat']} runs.",
+        f"{info['versions'].get('partally', '-')}; median of {data['config']['repeat']} runs; "
+        + _verdict(data["measurements"]),
         "",
     ]
     for workload in data["config"]["workloads"]:
         rows = [row for row in data["measurements"] if row["workload"] == workload]
         out += [f"**{workload}**: {_DESCRIPTIONS.get(workload, workload)}", ""]
-        out.append("| " + " | ".join(_HEADERS) + " |")
-        out.append("|" + "|".join(" ---: " if h not in ("backend", "check") else " --- "
-                                  for h in _HEADERS) + "|")
-        for row in rows:
-            out.append("| " + " | ".join(_cells(row)) + " |")
+        if full:
+            out.append("| " + " | ".join(_HEADERS) + " |")
+            out.append("|" + "|".join(" ---: " if h not in ("backend", "check") else " --- "
+                                      for h in _HEADERS) + "|")
+            out += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+        else:
+            out += _pivot(rows, data["config"]["backends"], data["config"]["sizes"])
         out.append("")
         out += [f"- {line}" for line in notes(rows, workload)]
         out.append("")
     return "\n".join(out)
+
+
+def _verdict(rows: list[dict[str, Any]]) -> str:
+    if any(row["status"] in (MISMATCH, ERROR) for row in rows):
+        return "**some results were WRONG or failed**."
+    if any(row["status"] == UNVERIFIED for row in rows):
+        return "some results could not be verified (marked ?)."
+    return "every result verified."
+
+
+def _pivot(rows: list[dict[str, Any]], backends: list[str], sizes: list[int]) -> list[str]:
+    header = ["backend", *(f"n = {size(n)}" for n in sizes), "elements/s", "vs python"]
+    out = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for name in backends:
+        mine = {row["n"]: row for row in rows if row["backend"] == name}
+        if not mine:
+            continue
+        cells, last = [name], None
+        for n in sizes:
+            row = mine.get(n)
+            if row is None:
+                cells.append("")
+                continue
+            text = _cells(row)
+            if row["status"] == SKIPPED:
+                cells.append("skipped")
+            elif row["status"] in (MISMATCH, ERROR):
+                cells.append(f"**{text[6]}**")
+            else:
+                cells.append(text[2] + (" ?" if row["status"] == UNVERIFIED else ""))
+                last = text
+        cells += [last[4], last[5]] if last else ["", ""]
+        out.append("| " + " | ".join(cells) + " |")
+    return out

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from typing import Any
 
 import httpx
@@ -49,7 +50,8 @@ class FetchResult:
 _Outcome = tuple[int | None, int, str | None, bool]
 
 
-def _check_url(url: str) -> str | None:
+def _target(url: str) -> httpx.URL | str:
+    """The URL parsed once, for every attempt, or why it can't be fetched."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -58,15 +60,12 @@ def _check_url(url: str) -> str | None:
         return f"unsupported scheme {parsed.scheme!r}: only http and https URLs are fetched"
     if not parsed.host:
         return "invalid URL: no host"
-    return None
+    return parsed
 
 
 def _attempts(url: str, retries: int) -> Generator[float, _Outcome, FetchResult]:
     """The retry policy, free of IO: yields the pause before each attempt, gets its outcome."""
     start = time.perf_counter()
-    problem = _check_url(url)
-    if problem:
-        return FetchResult(url, None, 0, 0.0, problem)
     for attempt in range(retries + 1):
         status, size, error, retry = yield BACKOFF * 2 ** (attempt - 1) if attempt else 0.0
         if not retry:
@@ -84,7 +83,7 @@ def _failure(exc: Exception) -> _Outcome:
     return None, 0, f"{type(exc).__name__}: {exc}".rstrip(": "), isinstance(exc, _RETRYABLE)
 
 
-def _get(client: httpx.Client, url: str) -> _Outcome:
+def _get(client: httpx.Client, url: httpx.URL) -> _Outcome:
     try:
         with client.stream("GET", url) as response:
             size = sum(map(len, response.iter_raw()))
@@ -93,7 +92,7 @@ def _get(client: httpx.Client, url: str) -> _Outcome:
     return _outcome(response.status_code, response.reason_phrase, size)
 
 
-async def _aget(client: httpx.AsyncClient, url: str) -> _Outcome:
+async def _aget(client: httpx.AsyncClient, url: httpx.URL) -> _Outcome:
     try:
         async with client.stream("GET", url) as response:
             size = 0
@@ -105,25 +104,31 @@ async def _aget(client: httpx.AsyncClient, url: str) -> _Outcome:
 
 
 def _fetch(client: httpx.Client, url: str, retries: int) -> FetchResult:
+    target = _target(url)
+    if isinstance(target, str):
+        return FetchResult(url, None, 0, 0.0, target)
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
         while True:
             if pause:
                 time.sleep(pause)
-            pause = plan.send(_get(client, url))
+            pause = plan.send(_get(client, target))
     except StopIteration as done:
         return done.value
 
 
 async def _afetch(client: httpx.AsyncClient, url: str, retries: int) -> FetchResult:
+    target = _target(url)
+    if isinstance(target, str):
+        return FetchResult(url, None, 0, 0.0, target)
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
         while True:
             if pause:
                 await asyncio.sleep(pause)
-            pause = plan.send(await _aget(client, url))
+            pause = plan.send(await _aget(client, target))
     except StopIteration as done:
         return done.value
 
@@ -147,9 +152,21 @@ def _checked(urls: Any, limit: Any, timeout: Any, retries: Any) -> list[str]:
     return urls
 
 
+class _NoCookies(CookieJar):
+    """Keeps no cookies: one site's cookies are not sent to the next URL of a batch."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+
 def _client_settings(limit: int, timeout: float) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-    return {"timeout": httpx.Timeout(timeout), "limits": limits, "follow_redirects": True}
+    return {
+        "timeout": httpx.Timeout(timeout),
+        "limits": limits,
+        "follow_redirects": True,
+        "cookies": _NoCookies(),
+    }
 
 
 async def afetch_all(
@@ -167,7 +184,7 @@ async def afetch_all(
     with each result as it comes.
     """
     urls = _checked(urls, limit, timeout, retries)
-    from httpx_aiohttp import AiohttpTransport
+    from partally._transport import AiohttpTransport
 
     results: list[FetchResult] = [None] * len(urls)  # type: ignore[list-item]
     todo = iter(enumerate(urls))

@@ -97,7 +97,7 @@ class TestApp:
             # Returning with the body unfinished makes uvicorn drop the connection.
             await send({"type": "http.response.body", "body": b"x" * (size // 2), "more_body": True})
             return
-        await _respond(send, status, b"x" * size)
+        await _respond(send, status, b"" if status in (204, 304) else b"x" * size)
 
 
 def _start(status: int, content_type: str, length: int) -> dict[str, Any]:

@@ -1,0 +1,299 @@
+"""fetch_all / afetch_all against the local server (127.0.0.1 only) and httpx.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import httpx
+import pytest
+
+from partally import _fetch, _transport
+from partally._fetch import MODES, FetchResult, afetch_all, fetch_all
+from partally._server import running_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(latency=0.0, size=100) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch):
+    monkeypatch.setattr(_fetch, "BACKOFF", 0.001)
+
+
+@pytest.fixture
+def app(server):
+    server.app.reset()
+    return server.app
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_results_come_in_input_order(server, mode):
+    # Later URLs answer sooner, so completion order is the reverse of input order.
+    urls = [f"{server.url}/{i}?latency={0.002 * (20 - i)}&size={i}" for i in range(20)]
+    results = fetch_all(urls, mode, limit=20)
+    assert [r.url for r in results] == urls
+    assert [r.bytes for r in results] == list(range(20))
+    assert all(r.ok and r.status == 200 and r.error is None for r in results)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_status_codes_4xx_fail_without_retry_5xx_retry(server, app, mode):
+    codes = [200, 204, 404, 410, 500, 503]
+    results = fetch_all([f"{server.url}/s?status={c}" for c in codes], mode, retries=2)
+    assert [r.status for r in results] == codes
+    assert [r.ok for r in results] == [True, True, False, False, False, False]
+    assert results[2].error == "HTTP 404 Not Found"
+    hits = {key.split("=")[1]: n for key, n in app.hits.items()}
+    assert hits == {"200": 1, "204": 1, "404": 1, "410": 1, "500": 3, "503": 3}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_retries_until_success(server, app, mode):
+    ok, short = fetch_all(
+        [f"{server.url}/a?fail_first=2", f"{server.url}/b?fail_first=2"], mode, retries=2
+    )[0], fetch_all([f"{server.url}/c?fail_first=2"], mode, retries=1)[0]
+    assert ok.ok and ok.status == 200
+    assert not short.ok and short.status == 503
+    assert app.hits["/a?fail_first=2"] == 3 and app.hits["/c?fail_first=2"] == 2
+
+
+def test_backoff_doubles(server, monkeypatch):
+    monkeypatch.setattr(_fetch, "BACKOFF", 0.05)
+    (result,) = fetch_all([f"{server.url}/x?status=503"], retries=2)
+    assert 0.15 <= result.elapsed < 1.0  # 0.05 + 0.1 of backoff
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_timeout_is_an_error_result_and_retried(server, app, mode):
+    start = time.perf_counter()
+    (result,) = fetch_all([f"{server.url}/slow?latency=2"], mode, timeout=0.1, retries=1)
+    assert time.perf_counter() - start < 1.5
+    assert result.status is None and "Timeout" in result.error
+    assert app.hits["/slow?latency=2"] == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_connection_refused(mode):
+    (result,) = fetch_all([f"http://127.0.0.1:{closed_port()}/"], mode, retries=1)
+    assert not result.ok and result.status is None
+    assert "ConnectError" in result.error
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_server_closing_mid_response_is_an_error_and_retried(server, app, mode):
+    (result,) = fetch_all([f"{server.url}/close?size=1000"], mode, retries=1)
+    assert not result.ok
+    assert app.hits["/close?size=1000"] == 2
+
+
+BAD_URLS = ["", "not a url", "http://", "http://[::1", "http://exa mple.com/", "//no-scheme/x"]
+OTHER_SCHEMES = ["ftp://127.0.0.1/x", "file:///etc/passwd", "mailto:someone@127.0.0.1", "ws://127.0.0.1/"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_malformed_urls_and_other_schemes_fail_alone(server, app, mode):
+    urls = [*BAD_URLS, *OTHER_SCHEMES, f"{server.url}/good"]
+    results = fetch_all(urls, mode)
+    assert results[-1].ok
+    for result in results[:-1]:
+        assert not result.ok and result.status is None and result.bytes == 0, result
+    for result in results[len(BAD_URLS) : -1]:
+        assert "only http and https" in result.error
+    assert app.requests == 1  # nothing but the good URL reached the server
+
+
+@pytest.mark.parametrize(("mode", "limit"), [("asyncio", 7), ("threads", 7), ("sequential", 7)])
+def test_in_flight_bound_counted_by_the_server(server, app, mode, limit):
+    results = fetch_all([f"{server.url}/{i}?latency=0.02" for i in range(40)], mode, limit=limit)
+    assert all(r.ok for r in results)
+    assert app.max_in_flight == (1 if mode == "sequential" else limit)
+
+
+def test_workers_are_bounded_not_one_task_per_url(server):
+    seen = []
+
+    async def main():
+        await afetch_all(
+            [f"{server.url}/{i}" for i in range(300)],
+            limit=5,
+            on_result=lambda _: seen.append(len(asyncio.all_tasks())),
+        )
+
+    asyncio.run(main())
+    assert len(seen) == 300 and max(seen) <= 5 + 1  # the workers and main()
+
+
+def test_threads_are_bounded(server):
+    before, seen = threading.active_count(), []
+    fetch_all(
+        [f"{server.url}/{i}" for i in range(200)],
+        "threads",
+        limit=4,
+        on_result=lambda _: seen.append(threading.active_count()),
+    )
+    assert max(seen) <= before + 4
+
+
+def test_afetch_all_is_the_async_twin(server):
+    urls = [f"{server.url}/{i}" for i in range(10)]
+    results = asyncio.run(afetch_all(urls, limit=3))
+    assert [r.url for r in results] == urls and all(r.ok for r in results)
+
+
+def test_fetch_all_inside_an_event_loop_points_to_afetch_all():
+    async def main():
+        fetch_all(["http://127.0.0.1/"])
+
+    with pytest.raises(RuntimeError, match="afetch_all"):
+        asyncio.run(main())
+
+
+def test_result_shape(server):
+    (result,) = fetch_all([f"{server.url}/x?size=7"])
+    assert isinstance(result, FetchResult) and result.bytes == 7 and result.elapsed > 0
+    with pytest.raises(AttributeError):
+        result.status = 1  # frozen
+    assert fetch_all([]) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"mode": "processes"}, ValueError, r"'asyncio', 'threads', 'sequential'"),
+        ({"limit": 0}, ValueError, "limit must be >= 1"),
+        ({"limit": True}, TypeError, "limit must be an int"),
+        ({"limit": 2.0}, TypeError, "limit must be an int"),
+        ({"timeout": 0}, ValueError, "timeout must be > 0"),
+        ({"timeout": float("nan")}, ValueError, "timeout must be > 0"),
+        ({"timeout": "1"}, TypeError, "timeout must be a number"),
+        ({"retries": -1}, ValueError, "retries must be >= 0"),
+        ({"urls": "http://127.0.0.1/"}, TypeError, "iterable of str"),
+        ({"urls": None}, TypeError, "iterable of str"),
+        ({"urls": ["http://127.0.0.1/", b"http://127.0.0.1/"]}, TypeError, r"urls\[1\] is bytes"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    kwargs = {"urls": ["http://127.0.0.1/"], **kwargs}
+    with pytest.raises(error, match=match):
+        fetch_all(**kwargs)
+    if "mode" not in kwargs:
+        with pytest.raises(error, match=match):
+            asyncio.run(afetch_all(**kwargs))
+
+
+def test_cancelling_afetch_all_is_prompt_and_closes_the_pool(server, app, monkeypatch):
+    closed = []
+    aclose = _transport.AiohttpTransport.aclose
+
+    async def recording_aclose(self):
+        closed.append(self)
+        await aclose(self)
+
+    monkeypatch.setattr(_transport.AiohttpTransport, "aclose", recording_aclose)
+
+    async def main():
+        task = asyncio.ensure_future(afetch_all([f"{server.url}/{i}?latency=5" for i in range(20)]))
+        while app.in_flight < 20:
+            await asyncio.sleep(0.01)
+        start = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.perf_counter() - start
+
+    assert asyncio.run(main()) < 0.5
+    assert len(closed) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_stops_promptly(server, app, mode):
+    script = textwrap.dedent(
+        f"""
+        from partally import _fetch
+        _fetch.fetch_all([{server.url!r} + f"/{{i}}?latency=10" for i in range(50)], {mode!r})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 20
+    while app.in_flight < (1 if mode == "sequential" else 50) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start = time.perf_counter()
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=10)
+    assert time.perf_counter() - start < 2
+    assert child.returncode != 0 and b"KeyboardInterrupt" in stderr
+
+
+# httpx.MockTransport in place of the network: the retry policy, exactly.
+
+
+@pytest.fixture
+def mock(monkeypatch):
+    """Route every mode through one MockTransport handler; returns the list of requests seen."""
+    seen: list[str] = []
+    answers: dict[str, object] = {}
+
+    def answer(request: httpx.Request) -> int:
+        seen.append(request.url.path)
+        answer = answers[request.url.path]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(answer(request), content=iter([b"ab", b"c"]))  # a stream, unread
+
+    async def ahandler(request: httpx.Request) -> httpx.Response:
+        async def body():
+            yield b"abc"
+
+        return httpx.Response(answer(request), content=body())
+
+    monkeypatch.setattr(_transport, "Urllib3Transport", lambda limit: httpx.MockTransport(handler))
+    monkeypatch.setattr(_transport, "AiohttpTransport", lambda **_: httpx.MockTransport(ahandler))
+    return seen, answers
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("answer", "attempts", "error"),
+    [
+        (200, 1, None),
+        (302, 1, None),
+        (404, 1, "HTTP 404 Not Found"),
+        (429, 1, "HTTP 429 Too Many Requests"),
+        (502, 3, "HTTP 502 Bad Gateway"),
+        (httpx.ConnectError("refused"), 3, "ConnectError: refused"),
+        (httpx.ConnectTimeout("slow"), 3, "ConnectTimeout: slow"),
+        (httpx.ReadTimeout("slow"), 3, "ReadTimeout: slow"),
+        (httpx.RemoteProtocolError("cut"), 3, "RemoteProtocolError: cut"),
+        (httpx.ReadError("reset"), 3, "ReadError: reset"),
+        (httpx.UnsupportedProtocol("no"), 1, "UnsupportedProtocol: no"),
+        (ValueError("odd"), 1, "ValueError: odd"),
+    ],
+)
+def test_retry_policy(mock, mode, answer, attempts, error):
+    seen, answers = mock
+    answers["/x"] = answer
+    (result,) = fetch_all(["http://127.0.0.1/x"], mode, retries=2)
+    assert len(seen) == attempts
+    assert result.error == error and result.ok is (error is None)
+    assert result.bytes == (0 if isinstance(answer, Exception) else 3)

@@ -12,6 +12,7 @@ Runs on the default CUDA device (the first in ``CUDA_VISIBLE_DEVICES``); ``worke
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
 import importlib.util
 import os
@@ -83,9 +84,13 @@ def module() -> tuple[Any, str]:
             return loaded, "fatbin"
         except Exception as exc:  # e.g. CUDA_ERROR_NO_BINARY_FOR_GPU, UNSUPPORTED_PTX_VERSION
             refused = f"the driver refused counting.fatbin ({exc})"
+    # CuPy caches NVRTC's output by source text and options; the header's hash joins the text so
+    # that a changed elements.hpp is compiled anew.
+    header = hashlib.sha256((folder / "elements.hpp").read_bytes()).hexdigest()
+    code = (folder / SOURCE).read_text(encoding="utf-8") + f"\n// elements.hpp sha256 {header}\n"
     try:
         compiled = cupy.RawModule(
-            code=(folder / SOURCE).read_text(encoding="utf-8"),
+            code=code,
             options=("-std=c++17", f"-I{folder}"),
             backend="nvrtc",
         )

@@ -362,28 +362,41 @@ def _run_workload(
                 continue
             points[name][n] = cell[name].median
 
-        votes = {
-            name: m.result
-            for name, m in cell.items()
-            if name in trusted and m.status == "pending" and m.result is not None
-        }
-        expected, source = references.resolve(workload, n, votes)
-        for name, m in cell.items():
-            if m.status != "pending":
-                continue
-            m.expected, m.reference = expected, source
-            if m.message:  # the runs of one backend disagreed among themselves
-                m.status = MISMATCH
-            elif expected is None and source.startswith("unverified"):
-                m.status = UNVERIFIED
-            elif m.result != expected:
-                m.status = MISMATCH
-            else:
-                m.status = OK
-            if m.status == MISMATCH:
-                trusted.discard(name)
-                alarm(describe_failure(m))
+        _verify(workload, n, cell, trusted, references, alarm)
         bench.measurements.extend(cell.values())
+
+
+def _verify(
+    workload: str,
+    n: int,
+    cell: dict[str, Measurement],
+    trusted: set[str],
+    references: _References,
+    alarm: Callable[[str], None],
+) -> None:
+    """Give each timed measurement at n its status against the reference; untrust the wrong."""
+    pending = {name: m for name, m in cell.items() if m.status == "pending"}
+    if not pending:
+        return  # every backend skipped or failed here: nothing to check, no checker to run
+    votes = {
+        name: m.result
+        for name, m in pending.items()
+        if name in trusted and m.result is not None
+    }
+    expected, source = references.resolve(workload, n, votes)
+    for name, m in pending.items():
+        m.expected, m.reference = expected, source
+        if m.message:  # the runs of one backend disagreed among themselves
+            m.status = MISMATCH
+        elif expected is None and source.startswith("unverified"):
+            m.status = UNVERIFIED
+        elif m.result != expected:
+            m.status = MISMATCH
+        else:
+            m.status = OK
+        if m.status == MISMATCH:
+            trusted.discard(name)
+            alarm(describe_failure(m))
 
 
 def _measure(

@@ -290,6 +290,11 @@ def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
             "✓ agree: too large to count in pure Python, and no known value: checked by the "
             "agreement of independent implementations (Python, Numba, C++)."
         )
+    if any(row["backend"] == AUTO for row in rows):
+        lines.append(
+            "auto: compute(n, backend=\"auto\"), with the dispatcher's choice after →; its "
+            "calibration ran in the warm-up, untimed."
+        )
     lines.append("spread: (slowest - fastest) / median of the runs.")
     return lines
 

@@ -54,6 +54,7 @@ from partally.workloads import PRIMES_LIMIT
 FORMAT = 1
 BUDGET_S = 3.0  # all backends of one workload
 ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long
+TIE = 0.10  # predicted times this close are a tie (see ``pick``)
 TINY = 32  # below this, compute(auto) runs pure Python without looking at any model
 LADDER = (TINY, *(10**k for k in range(2, 13)))
 HANDOFF_S = 20e-6  # least cost of handing work to a pool thread or process (measured: 0.3 ms)
@@ -120,9 +121,21 @@ def fit(sizes: Iterable[int], medians: Iterable[float], startup: float = 0.0) ->
     return Model(tuple(sizes), tuple(seconds), max(float(startup), 0.0))
 
 
+def pick(times: Mapping[str, float], models: Mapping[str, Model]) -> str:
+    """The backend to run, given the time predicted for each: the fastest, but among those within
+    ``TIE`` of the fastest, the one with the least per-call overhead (then the first listed).
+
+    Least overhead usually means fewer threads to wake on each call, and on a busy machine a
+    backend that synchronises threads on every call can stall for a scheduler tick; a near-tie
+    also keeps the choice from flipping on measurement noise.
+    """
+    bound = min(times.values()) * (1 + TIE)
+    return min((name for name in times if times[name] <= bound), key=lambda k: models[k].overhead)
+
+
 def fastest(models: Mapping[str, Model], n: int) -> str:
-    """The backend with the least predicted time at n (the first listed on a tie)."""
-    return min(models, key=lambda name: models[name].predict(n))
+    """The backend ``pick`` runs at n, once every backend is started."""
+    return pick({name: model.predict(n) for name, model in models.items()}, models)
 
 
 def crossovers(models: Mapping[str, Model], lo: int, hi: int) -> list[tuple[str, int]]:

@@ -8,7 +8,8 @@ The rules, first match wins:
 3. ``PARTALLY_NO_CALIBRATE=1`` takes the first available of a fixed order: native, numba, python.
 4. Otherwise the calibrated cost models (``_calibrate``; measured on first use of a workload and
    cached per machine) pick the least predicted time, counting the one-time start (JIT, pool) of a
-   backend that has not run in this process yet.
+   backend that has not run in this process yet; predictions within 10% of the least are a tie,
+   won by the backend with the least per-call overhead (see ``_calibrate.pick``).
 
 The environment variables are read once per process, on the first ``auto`` call. The models are
 fitted with every core as workers; ``workers`` does not change the choice. A decision that cannot
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from partally import _calibrate, _validate
 from partally.backends import NAMES as BACKEND_NAMES
 from partally.backends import get as get_backend
-from partally._calibrate import TINY, Calibration
+from partally._calibrate import TIE, TINY, Calibration
 from partally._errors import BackendUnavailable
 
 FIXED_ORDER = ("native", "numba", "python")
@@ -185,13 +186,34 @@ def _decide(workload: str, n: int) -> tuple[Explanation, bool]:
         if not _is_started(name, model.startup):
             predicted[name] += model.startup
             not_started.append(name)
-    ranked = sorted(predicted, key=predicted.__getitem__)
-    chosen = next((name for name in ranked if _unavailable(name) is None), "python")
-    # Final when no backend that could still start up would then beat the choice.
-    final = all(warm[name] >= warm[chosen] for name in not_started if name != chosen)
-    ordered = {name: predicted[name] for name in ranked}
-    why = "least predicted time by the calibrated models"
+    chosen = _pick(predicted, models, probe=True)
+    # Final when the choice would stand with every backend started (then nothing can change it).
+    final = _pick(warm, models, probe=False) == chosen
+    ordered = {name: predicted[name] for name in sorted(predicted, key=predicted.__getitem__)}
+    best = next(iter(ordered))
+    if chosen == best:
+        why = "least predicted time by the calibrated models"
+    elif predicted[chosen] <= predicted[best] * (1 + TIE):
+        why = f"within {TIE:.0%} of {best!r}'s predicted time, with less per-call overhead"
+    else:
+        why = f"least predicted time among the backends available ({best!r} is not)"
     return Explanation(n, workload, chosen, why, ordered, tuple(not_started)), final
+
+
+def _pick(predicted: dict[str, float], models: dict, *, probe: bool) -> str:
+    """``_calibrate.pick`` among the backends that can run here.
+
+    ``probe``: ask each backend (lazily, best first) whether it can run; else assume so (the cache
+    key already changes when an optional package is installed or removed).
+    """
+    ranked = sorted(predicted, key=predicted.__getitem__)
+    if probe:
+        best = next((name for name in ranked if _unavailable(name) is None), None)
+        if best is None:
+            return "python"
+        bound = predicted[best] * (1 + TIE)
+        ranked = [n for n in ranked if predicted[n] <= bound and _unavailable(n) is None]
+    return _calibrate.pick({name: predicted[name] for name in ranked}, models)
 
 
 def choose(workload: str, n: int) -> str:

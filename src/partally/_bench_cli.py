@@ -54,13 +54,17 @@ def add_bench_command(commands: Any) -> None:
                        help="sizes such as 1e3,1e6,10**7 (default 1e3..1e7)")
     bench.add_argument("--backends", metavar="A,B",
                        help="backends to time, 'auto' included (default: every available one)")
-    bench.add_argument("--repeat", metavar="K", help=f"runs per size (default {_bench.DEFAULT_REPEAT})")
-    bench.add_argument("--workers", metavar="K", help="workers for parallel backends (default: every core)")
+    bench.add_argument("--repeat", metavar="K",
+                       help=f"runs per size (default {_bench.DEFAULT_REPEAT})")
+    bench.add_argument("--workers", metavar="K",
+                       help="workers for parallel backends (default: every core)")
     bench.add_argument("--budget", metavar="SECONDS",
                        help="skip a run predicted to take longer than this "
                        f"(default {_bench.DEFAULT_BUDGET_S:g})")
-    bench.add_argument("--json", metavar="FILE", help="write every measurement and the machine as JSON")
-    bench.add_argument("--plot", metavar="FILE", help='time against n, log-log (needs partally[plot])')
+    bench.add_argument("--json", metavar="FILE",
+                       help="write every measurement and the machine as JSON")
+    bench.add_argument("--plot", metavar="FILE",
+                       help="time against n, log-log (needs partally[plot])")
     bench.add_argument("--quick", action="store_true", help="tiny sizes, few runs: a smoke test")
     bench.add_argument("--guide", action="store_true",
                        help="the guide's experiment: 4 tasks of 10**7 counts on every backend")

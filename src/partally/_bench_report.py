@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
-import re
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -248,7 +247,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
     elif row["status"] in (MISMATCH, ERROR) or row["median_s"] is None:
         time, spread, elements, speed = "-", "", "", ""
     else:
-        time = seconds(row["median_s"]) + {"folded": " †", "overhead": " ‡"}.get(row["flat"], "")
+        mark = {"folded": " †", "overhead": " ‡"}.get(row["flat"], "")
+        time = seconds(row["median_s"]) + mark
         spread = f"{row['spread'] * 100:.0f}%"
         elements, speed = rate(row["elements_per_s"]), _speedup(row)
         if row["flat"] == "folded":  # no counting was timed: these numbers mean nothing

@@ -34,7 +34,7 @@ def _why_not() -> str | None:
     from numba import cuda
 
     if not cuda.config.ENABLE_CUDASIM:
-        return "numba was imported before NUMBA_ENABLE_CUDASIM=1 took effect: run in a fresh process"
+        return "numba was imported before NUMBA_ENABLE_CUDASIM=1 took effect: use a fresh process"
     return None
 
 

@@ -60,7 +60,9 @@ def test_backends_agree_at_scale():
         reason = get(name).unavailable()
         if reason is not None:
             pytest.skip(f"{name}: {reason}")
-    results = {name: partally.compute(10**10, backend=name, workload="pi", seed=1) for name in GPU_BACKENDS}
+    results = {
+        name: partally.compute(10**10, backend=name, workload="pi", seed=1) for name in GPU_BACKENDS
+    }
     assert len(set(results.values())) == 1, results
     assert abs(4 * results["cuda"] / 10**10 - 3.14159265) < 1e-3
 

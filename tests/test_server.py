@@ -1,0 +1,98 @@
+"""The local test server (127.0.0.1 only): its paths, its counts, and its two ways to run."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from partally._server import TestApp, running_server, server_process
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(latency=0.0, size=10) as running:
+        yield running
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_binds_loopback_on_a_free_port(server):
+    assert server.url.startswith("http://127.0.0.1:")
+    assert get(server.url + "/") == (200, b"x" * 10)
+
+
+def test_query_sets_size_status_and_latency(server):
+    assert get(server.url + "/a?size=3") == (200, b"xxx")
+    assert get(server.url + "/a?status=418&size=1") == (418, b"x")
+    assert get(server.url + "/a?status=204") == (204, b"")
+    start = time.perf_counter()
+    get(server.url + "/a?latency=0.2")
+    assert time.perf_counter() - start >= 0.2
+
+
+def test_fail_first_then_succeed(server):
+    statuses = [get(server.url + "/f?fail_first=2")[0] for _ in range(3)]
+    assert statuses == [503, 503, 200]
+
+
+def test_close_sends_half_then_drops_the_connection(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /close?size=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"content-length: 100" in head.lower()
+    assert body == b"x" * 50
+
+
+def test_counts_requests_and_in_flight(server):
+    server.app.reset()
+    threads = [threading.Thread(target=get, args=(server.url + "/c?latency=0.3",)) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.15)
+    status, body = get(server.url + "/stats")
+    assert status == 200 and json.loads(body) == {"requests": 5, "in_flight": 5, "max_in_flight": 5}
+    for thread in threads:
+        thread.join()
+    assert server.app.stats() == {"requests": 5, "in_flight": 0, "max_in_flight": 5}
+    server.app.reset()
+    assert server.app.stats() == {"requests": 0, "in_flight": 0, "max_in_flight": 0}
+
+
+def test_fail_rate_and_jitter():
+    with running_server(latency=0.0, jitter=0.05, fail_rate=1.0) as failing:
+        start = time.perf_counter()
+        assert [get(failing.url + f"/{i}")[0] for i in range(4)] == [500] * 4
+        assert time.perf_counter() - start < 4 * 0.05 + 1
+    assert TestApp().latency == 0.05  # the documented defaults
+    assert (TestApp().size, TestApp().fail_rate, TestApp().jitter) == (1024, 0.0, 0.0)
+
+
+def test_server_process_starts_answers_and_stops():
+    with server_process(latency=0.0, size=5) as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert get(url + "/") == (200, b"xxxxx")
+    with pytest.raises(OSError):
+        get(url + "/")
+
+
+def test_stopping_frees_the_thread():
+    before = threading.active_count()
+    with running_server() as running:
+        assert get(running.url + "/?latency=0")[0] == 200
+    assert threading.active_count() == before

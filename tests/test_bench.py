@@ -169,7 +169,7 @@ def test_the_guide_preset(bench_cli, monkeypatch):
     monkeypatch.setattr(_bench_cli, "GUIDE_COUNTS", 2_500)
     status, out, err = bench_cli("--guide", "--backends", FAST, "--repeat", "1")
     assert status == 0, err
-    assert "The guide's experiment: 4 tasks of 2,500 counts" in out
+    assert "The guide's experiment: 4 tasks x 2,500 counts" in out
     assert "1.13 s" in out
 
 

@@ -334,7 +334,7 @@ def _render_guide(data: dict[str, Any], console: Any) -> None:
 
     n = data["config"]["sizes"][0]
     table = Table(
-        title=f"The guide's experiment: 4 tasks of {n // 4:,} counts ({n:,} in all), "
+        title=f"The guide's experiment: 4 tasks x {n // 4:,} counts, "
         f"{data['config']['workers']} workers"
     )
     for header in ("backend", "median", "spread", "the guide", "this / guide", "check"):

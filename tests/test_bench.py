@@ -225,7 +225,7 @@ def test_a_run_predicted_over_budget_is_skipped(monkeypatch):
 
 
 def test_references_known_python_and_agreement():
-    refs = _bench._References(workers=2, runnable=[])
+    refs = _bench._References(workers=2)
     assert refs.resolve("count", 10**12, {}) == (10**12, "n (count counts every i)")
     assert refs.resolve("primes", 10**9, {}) == (50847534, "known value")
     assert refs.resolve("pi", 1000, {})[1] == "pure-Python count_range"
@@ -238,7 +238,7 @@ def test_references_known_python_and_agreement():
 
 def test_one_implementation_alone_is_unverified(monkeypatch):
     monkeypatch.setattr(_bench, "CHECKERS", ())
-    refs = _bench._References(workers=2, runnable=[])
+    refs = _bench._References(workers=2)
     value, source = refs.resolve("pi", 3 * 10**7, {"native": 5, "ray": 5})
     assert value is None and source.startswith("unverified")
 

@@ -208,9 +208,8 @@ def _auto_choice(workload: str, n: int) -> str | None:
 class _References:
     """The reference count for each (workload, n), as the module docstring describes."""
 
-    def __init__(self, workers: int, runnable: Sequence[str]) -> None:
+    def __init__(self, workers: int) -> None:
         self._workers = workers
-        self._runnable = set(runnable)
         self._cache: dict[tuple[str, int], int] = {}
 
     def cheap(self, workload: str, n: int) -> tuple[int, str] | None:
@@ -236,27 +235,22 @@ class _References:
         cheap = self.cheap(workload, n)
         if cheap is not None:
             return cheap
+        counted = [(name, FAMILY[name], value) for name, value in results.items() if name in FAMILY]
+        for name in CHECKERS:
+            if FAMILY[name] not in {family for _, family, _ in counted}:
+                value = self._checker(name, workload, n)
+                if value is not None:
+                    counted.append((f"{name} (untimed check)", FAMILY[name], value))
         votes: dict[str, set[int]] = {}
         voters: dict[str, list[str]] = {}
-        for name, value in results.items():
-            family = FAMILY.get(name)
-            if family is not None:
-                votes.setdefault(family, set()).add(value)
-                voters.setdefault(family, []).append(name)
-        for name in CHECKERS:
-            if FAMILY[name] in votes:
-                continue
-            value = self._checker(name, workload, n)
-            if value is not None:
-                votes[FAMILY[name]] = {value}
-                voters[FAMILY[name]] = [f"{name} (untimed check)"]
-        values = set().union(*votes.values()) if votes else set()
+        for name, family, value in counted:
+            votes.setdefault(family, set()).add(value)
+            voters.setdefault(family, []).append(name)
+        values = {value for _, _, value in counted}
         who = "; ".join(f"{family}: {', '.join(voters[family])}" for family in sorted(votes))
         if len(values) > 1:
-            found = ", ".join(
-                f"{name}={value}" for name, value in sorted(results.items())
-            )
-            return None, f"independent implementations disagree ({found}; {who})"
+            found = ", ".join(f"{name} = {value}" for name, _, value in sorted(counted))
+            return None, f"independent implementations disagree ({found})"
         if len(votes) >= 2:
             return values.pop(), f"agreement of {len(votes)} implementations ({who})"
         return None, (
@@ -297,7 +291,7 @@ def run_bench(
         list(workloads), sorted(set(sizes)), list(backends), dict(unavailable),
         repeat, workers, budget_s, guide=guide,
     )
-    references = _References(workers, backends)
+    references = _References(workers)
     for workload in bench.workloads:
         _run_workload(bench, workload, references, advance, alarm)
     return bench

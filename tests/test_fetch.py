@@ -33,8 +33,16 @@ def quick_backoff(monkeypatch):
 
 @pytest.fixture
 def app(server):
+    settled(server.app)
     server.app.reset()
     return server.app
+
+
+def settled(app, seconds: float = 2.0) -> None:
+    """Wait until nothing is in flight on the server."""
+    deadline = time.monotonic() + seconds
+    while app.in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def closed_port() -> int:
@@ -220,6 +228,8 @@ def test_cancelling_afetch_all_is_prompt_and_closes_the_pool(server, app, monkey
 
     assert asyncio.run(main()) < 0.5
     assert len(closed) == 1
+    settled(app)  # the server sees the connections go
+    assert app.in_flight == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -240,6 +250,8 @@ def test_ctrl_c_stops_promptly(server, app, mode):
     _, stderr = child.communicate(timeout=10)
     assert time.perf_counter() - start < 2
     assert child.returncode != 0 and b"KeyboardInterrupt" in stderr
+    settled(app)
+    assert app.in_flight == 0
 
 
 # httpx.MockTransport in place of the network: the retry policy, exactly.

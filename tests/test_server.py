@@ -28,6 +28,13 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def settled(app: TestApp, seconds: float = 2.0) -> None:
+    """Wait until nothing is in flight on `app`."""
+    deadline = time.monotonic() + seconds
+    while app.in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_binds_loopback_on_a_free_port(server):
     assert server.url.startswith("http://127.0.0.1:")
     assert get(server.url + "/") == (200, b"x" * 10)
@@ -69,9 +76,21 @@ def test_counts_requests_and_in_flight(server):
     assert status == 200 and json.loads(body) == {"requests": 5, "in_flight": 5, "max_in_flight": 5}
     for thread in threads:
         thread.join()
+    settled(server.app)  # a client may read its answer before the server's handler returns
     assert server.app.stats() == {"requests": 5, "in_flight": 0, "max_in_flight": 5}
     server.app.reset()
     assert server.app.stats() == {"requests": 0, "in_flight": 0, "max_in_flight": 0}
+
+
+def test_a_client_that_leaves_is_no_longer_in_flight(server):
+    server.app.reset()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /gone?latency=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        while server.app.in_flight == 0:
+            time.sleep(0.01)
+    settled(server.app)
+    assert server.app.stats() == {"requests": 1, "in_flight": 0, "max_in_flight": 1}
 
 
 def test_fail_rate_and_jitter():

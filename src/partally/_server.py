@@ -51,8 +51,9 @@ class TestApp:
     hits: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
-        """Forget every count (between tests sharing one server)."""
-        self.requests = self.in_flight = self.max_in_flight = 0
+        """Forget the counts (between tests sharing one server); keeps what is in flight now."""
+        self.requests = 0
+        self.max_in_flight = self.in_flight
         self.hits.clear()
 
     def stats(self) -> dict[str, int]:
@@ -73,19 +74,19 @@ class TestApp:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await self._answer(path, query, send)
+            await self._answer(path, query, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, path: str, query: str, send: Any) -> None:
+    async def _answer(self, path: str, query: str, receive: Any, send: Any) -> None:
         params = {k: v[-1] for k, v in parse_qs(query).items()}
         key = f"{path}?{query}"
         self.hits[key] += 1
         delay = float(params.get("latency", self.latency))
         if self.jitter:
             delay += random.uniform(0, self.jitter)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if delay > 0 and await _client_left(receive, delay):
+            return  # no longer in flight: a cancelled client is seen to have let go
         size = int(params.get("size", self.size))
         status = int(params.get("status", 200))
         if self.hits[key] <= int(params.get("fail_first", 0)):
@@ -98,6 +99,19 @@ class TestApp:
             await send({"type": "http.response.body", "body": b"x" * (size // 2), "more_body": True})
             return
         await _respond(send, status, b"" if status in (204, 304) else b"x" * size)
+
+
+async def _client_left(receive: Any, delay: float) -> bool:
+    """Wait `delay` seconds; True, at once, if the client disconnects first."""
+
+    async def disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnect())
+    done, _ = await asyncio.wait([watch], timeout=delay)
+    watch.cancel()
+    return bool(done)
 
 
 def _start(status: int, content_type: str, length: int) -> dict[str, Any]:
@@ -132,7 +146,9 @@ class RunningServer:
 
 
 def _free_socket(host: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose
+    # proto is IPPROTO_TCP, and with it on every answer waited 40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     return sock
@@ -203,8 +219,8 @@ def serve(
 ) -> None:
     """Serve a `TestApp` in the foreground until Ctrl-C (on the listening socket `fd` if given)."""
     app = TestApp(latency=latency, jitter=jitter, fail_rate=fail_rate, size=size)
-    # Not uvicorn's own `fd=`: it makes an AF_UNIX socket object of it, and asyncio then leaves
-    # Nagle's algorithm on for TCP, which cost 40 ms a request (delayed ACKs) in sequential runs.
+    # Not uvicorn's own `fd=`: it makes an AF_UNIX socket object of it, on which asyncio leaves
+    # Nagle's algorithm on (see `_free_socket`). socket(fileno=) reads the real family and proto.
     sockets = None if fd is None else [socket.socket(fileno=fd)]
     uvicorn.Server(_config(app, host, port, log_level)).run(sockets=sockets)
 

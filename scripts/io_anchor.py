@@ -1,22 +1,28 @@
-"""Requests/s of each `fetch_all` mode beside aiohttp's own client, against one local server.
+"""Each `fetch_all` mode beside aiohttp's and urllib3's own clients, against one local server.
 
-    python scripts/io_anchor.py [--requests 4000] [--concurrency 200] [--latency 0] [--baseline]
+    python scripts/io_anchor.py                                # zero latency, 200 in flight: requests/s
+    python scripts/io_anchor.py --latency 0.05 --concurrency 100 --requests 1000   # × the ideal
+    python scripts/io_anchor.py --baseline                     # add httpx's default transports
 
-The server runs in a child process (its own GIL). aiohttp's `ClientSession` with the same bounded
-workers is the anchor; `--baseline` adds httpx over its default transports (httpcore), tuned only
-to keep `concurrency` connections alive.
+The server runs in a child process (its own GIL). The anchors use the same bounded workers over
+the same server in the same run: aiohttp's `ClientSession` for asyncio, urllib3's `PoolManager`
+on kept threads for threads. The thread rows fetch 4 × concurrency URLs (the issue's 100 threads,
+400 requests), sequential as many as take 2 s at the ideal (or requests / 4 at zero latency).
+Each row is the best of --repeat runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import httpx
+import urllib3
 
 from partally._fetch import fetch_all
 from partally._server import server_process
@@ -33,10 +39,11 @@ async def _workers(urls: list[str], concurrency: int, get: Callable) -> None:
 
 
 async def _aiohttp(urls: list[str], concurrency: int) -> None:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def get(url: str) -> None:
-            async with s.get(url) as response:
+            async with session.get(url) as response:
                 await response.read()
 
         await _workers(urls, concurrency, get)
@@ -48,39 +55,54 @@ async def _httpx_default(urls: list[str], concurrency: int) -> None:
         await _workers(urls, concurrency, client.get)
 
 
-def _httpx_default_threads(urls: list[str], concurrency: int) -> None:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    with httpx.Client(limits=limits) as client, ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(client.get, urls))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", action="store_true", help="add httpx's default transports")
     args = parser.parse_args()
-    n, c = args.requests, args.concurrency
-    with server_process(latency=args.latency) as base:
-        urls = [f"{base}/{i}" for i in range(n)]
-        runs: dict[str, Callable[[list[str]], object]] = {
-            "aiohttp ClientSession (anchor)": lambda u: asyncio.run(_aiohttp(u, c)),
-            "fetch_all asyncio": lambda u: fetch_all(u, "asyncio", limit=c),
-            "fetch_all threads": lambda u: fetch_all(u, "threads", limit=c),
-            "fetch_all sequential": lambda u: fetch_all(u[: n // 4], "sequential"),
-        }
-        if args.baseline:
-            runs["httpx AsyncClient, default transport"] = lambda u: asyncio.run(_httpx_default(u, c))
-            runs["httpx Client, default transport, threads"] = lambda u: _httpx_default_threads(u, c)
-        print(f"{n} requests, {c} in flight, server latency {args.latency} s")
-        for name, run in runs.items():
-            run(urls[:c])  # warm up: imports, first connections
-            count = n // 4 if "sequential" in name else n
-            start = time.perf_counter()
-            run(urls)
-            elapsed = time.perf_counter() - start
-            print(f"{name:42} {count / elapsed:8.0f} requests/s  ({count} in {elapsed:.2f} s)")
+    n, c, latency = args.requests, args.concurrency, args.latency
+    threaded = min(n, 4 * c) if latency else n
+    sequential = max(1, min(n, int(2 / latency))) if latency else n // 4
+    pool = ThreadPoolExecutor(c)  # kept between runs, as fetch_all keeps its threads
+
+    def urllib3_threads(urls: list[str]) -> None:
+        manager = urllib3.PoolManager(maxsize=c)
+        list(pool.map(lambda url: manager.request("GET", url).data, urls))
+
+    def httpx_default_threads(urls: list[str]) -> None:
+        limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+        with httpx.Client(limits=limits) as client:
+            list(pool.map(client.get, urls))
+
+    rows: list[tuple[str, int, int, Callable[[list[str]], object]]] = [
+        ("aiohttp ClientSession (anchor)", n, c, lambda u: asyncio.run(_aiohttp(u, c))),
+        ("fetch_all asyncio", n, c, lambda u: fetch_all(u, "asyncio", limit=c)),
+        ("urllib3 PoolManager, threads (anchor)", threaded, c, urllib3_threads),
+        ("fetch_all threads", threaded, c, lambda u: fetch_all(u, "threads", limit=c)),
+        ("fetch_all sequential", sequential, 1, lambda u: fetch_all(u, "sequential")),
+    ]
+    if args.baseline:
+        rows += [
+            ("httpx AsyncClient, default transport", n, c, lambda u: asyncio.run(_httpx_default(u, c))),
+            ("httpx Client, default transport, threads", threaded, c, httpx_default_threads),
+        ]
+    with server_process(latency=latency) as base:
+        print(f"server latency {latency * 1000:g} ms, {c} in flight, best of {args.repeat}")
+        for name, count, workers, run in rows:
+            urls = [f"{base}/{i}" for i in range(count)]
+            run(urls[:workers])  # warm up: imports, threads
+            best = math.inf
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                run(urls)
+                best = min(best, time.perf_counter() - start)
+            ideal = math.ceil(count / workers) * latency
+            versus = f"{best / ideal:5.2f} × ideal {ideal:.2f} s" if ideal else ""
+            print(f"{name:42} {count:5} in {best:6.3f} s {count / best:7.0f} requests/s  {versus}")
+    pool.shutdown()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
         [--sizes 2-9] [--python-limit 2] [--limit 60]
 
 For each workload and n = 10**2 ... 10**9, every available backend and ``partally.compute(n)``
-(auto) are timed in 3 passes; a pass times a block of consecutive runs of each, in an order
+(auto) are timed in 3 passes (5 where runs are short); a pass times a block of consecutive runs of each, in an order
 rotated from pass to pass (so that a busy spell of this shared machine hits all of them alike, and
 no backend always follows Numba, whose OpenMP threads spin on after its call); the medians over
 all runs are compared. Every backend is warmed first (JIT loaded, pool started), as auto is. A backend is skipped at a
@@ -73,10 +73,13 @@ def check(workload: str, sizes: list[int], names: list[str], args: argparse.Name
         picked = partally.explain(n, workload).backend
         order = list(runs)
         samples: dict[str, list[float]] = {name: [] for name in order}
-        for p in range(PASSES):  # each pass: a block of runs per backend, in a rotated order
+        passes = PASSES if max(last.get(name, 0.0) for name in order) > 0.01 else 2 * PASSES - 1
+        for p in range(passes):  # each pass: a block of runs per backend, in a rotated order
             for name in order[p % len(order) :] + order[: p % len(order)]:
-                runs[name]()  # settle: the previous block's threads may still be spinning
-                timing, _ = measure(runs[name], _runs(last.get(name, 0.0) * 10))
+                predicted = last.get(name, 0.0) * 10
+                if predicted < 0.1:
+                    runs[name]()  # settle: the previous block's threads may still be spinning
+                timing, _ = measure(runs[name], _runs(predicted))
                 samples[name].extend(timing.samples)
         medians = {name: Timing(tuple(s)).median for name, s in samples.items()}
         last.update({name: t for name, t in medians.items() if name != "auto"})

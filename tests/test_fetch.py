@@ -262,26 +262,32 @@ def mock(monkeypatch):
     """Route every mode through one MockTransport handler; returns the list of requests seen."""
     seen: list[str] = []
     answers: dict[str, object] = {}
+    cookies: list[str | None] = []
 
     def answer(request: httpx.Request) -> int:
         seen.append(request.url.path)
+        cookies.append(request.headers.get("cookie"))
         answer = answers[request.url.path]
         if isinstance(answer, Exception):
             raise answer
         return answer
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(answer(request), content=iter([b"ab", b"c"]))  # a stream, unread
+        status = answer(request)  # a stream, unread:
+        return httpx.Response(status, headers=SET_COOKIE, content=iter([b"ab", b"c"]))
 
     async def ahandler(request: httpx.Request) -> httpx.Response:
         async def body():
             yield b"abc"
 
-        return httpx.Response(answer(request), content=body())
+        return httpx.Response(answer(request), headers=SET_COOKIE, content=body())
 
     monkeypatch.setattr(_transport, "Urllib3Transport", lambda limit: httpx.MockTransport(handler))
     monkeypatch.setattr(_transport, "AiohttpTransport", lambda **_: httpx.MockTransport(ahandler))
-    return seen, answers
+    return seen, answers, cookies
+
+
+SET_COOKIE = {"set-cookie": "session=1; Path=/"}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -303,9 +309,17 @@ def mock(monkeypatch):
     ],
 )
 def test_retry_policy(mock, mode, answer, attempts, error):
-    seen, answers = mock
+    seen, answers, _ = mock
     answers["/x"] = answer
     (result,) = fetch_all(["http://127.0.0.1/x"], mode, retries=2)
     assert len(seen) == attempts
     assert result.error == error and result.ok is (error is None)
     assert result.bytes == (0 if isinstance(answer, Exception) else 3)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_cookies_carried_from_one_url_to_the_next(mock, mode):
+    _, answers, cookies = mock
+    answers["/a"] = answers["/b"] = 200
+    results = fetch_all(["http://127.0.0.1/a", "http://127.0.0.1/b"], mode, limit=1)
+    assert all(r.ok for r in results) and cookies == [None, None]

@@ -85,7 +85,7 @@ class Urllib3Transport(httpx.BaseTransport):
                 request.method,
                 str(request.url),
                 body=request.read() or None,
-                headers=urllib3.HTTPHeaderDict(request.headers.multi_items()),
+                headers=request.headers,
                 retries=False,
                 redirect=False,
                 preload_content=False,
@@ -94,7 +94,7 @@ class Urllib3Transport(httpx.BaseTransport):
             )
         return httpx.Response(
             response.status,
-            headers=list(response.headers.items()),
+            headers=response.headers,
             stream=_Stream(response),
             extensions={"reason_phrase": response.reason.encode() if response.reason else b""},
         )

@@ -55,19 +55,22 @@ uint64_t count_parallel(uint64_t lo, uint64_t hi, uint64_t seed, unsigned worker
                         uint64_t min_block) {
     if (hi <= lo) return 0;
     const uint64_t size = hi - lo;
-    workers = std::max(1u, workers);
-    if (workers == 1 || size <= min_block) return Block(lo, hi, seed);
-    // About 16 blocks per worker, none smaller than min_block: enough for dynamic balance.
-    const uint64_t block = std::max<uint64_t>(min_block, size / (16ull * workers) + 1);
-    const uint64_t blocks = (size + block - 1) / block;
-    const unsigned threads = (unsigned)std::min<uint64_t>(workers, blocks);
+    // No more threads than there are min_block-sized pieces of work.
+    const unsigned threads = (unsigned)std::min<uint64_t>(std::max(1u, workers),
+                                                          std::max<uint64_t>(1, size / min_block));
+    if (threads == 1) return Block(lo, hi, seed);
+    // Up to 16 blocks per thread (dynamic balance), and a multiple of the threads in number:
+    // 3 blocks on 2 threads would leave one idle for a third of the run.
+    uint64_t blocks = std::min<uint64_t>(16ull * threads, size / min_block);
+    blocks -= blocks % threads;
+    const uint64_t block = (size + blocks - 1) / blocks;
     std::atomic<uint64_t> next{0};
     std::vector<uint64_t> partial(threads, 0);
     auto work = [&](unsigned t) {
         uint64_t sum = 0;
         for (uint64_t b = next.fetch_add(1); b < blocks; b = next.fetch_add(1)) {
             const uint64_t a = lo + b * block;
-            sum += Block(a, std::min(hi, a + block), seed);
+            if (a < hi) sum += Block(a, std::min(hi, a + block), seed);
         }
         partial[t] = sum;
     };

@@ -37,6 +37,7 @@ PARTALLY_AVX2 inline __m256i hits(__m256i z) {
 }
 
 PARTALLY_AVX2 inline uint64_t pi_block(uint64_t lo, uint64_t hi, uint64_t seed) {
+    if (hi <= lo) return 0;
     const uint64_t golden = 0x9E3779B97F4A7C15ull;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = lo;

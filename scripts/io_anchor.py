@@ -8,7 +8,9 @@ The server runs in a child process (its own GIL). The anchors use the same bound
 the same server in the same run: aiohttp's `ClientSession` for asyncio, urllib3's `PoolManager`
 on kept threads for threads. The thread rows fetch 4 × concurrency URLs (the issue's 100 threads,
 400 requests), sequential as many as take 2 s at the ideal (or requests / 4 at zero latency).
-Each row is the median of --repeat runs after one warm-up run.
+Each row is the median of --repeat runs after one warm-up run, with the CPU time each request cost
+the client (this process, all threads) and the server: a row whose server column nears 100 % of a
+core was held back by the server, not by the client.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -54,6 +57,21 @@ async def _httpx_default(urls: list[str], concurrency: int) -> None:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits) as client:
         await _workers(urls, concurrency, client.get)
+
+
+def _server_cpu() -> float:
+    """CPU seconds used so far by this process's children (the server), from /proc; 0 elsewhere."""
+    total = 0.0
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            pids = f.read().split()
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    return total
 
 
 def main() -> None:
@@ -95,15 +113,22 @@ def main() -> None:
         for name, count, workers, run in rows:
             urls = [f"{base}/{i}" for i in range(count)]
             run(urls[:workers])  # warm up: imports, threads
-            times = []
+            times, client_cpu, server_cpu = [], [], []
             for _ in range(args.repeat):
-                start = time.perf_counter()
+                start, cpu, served = time.perf_counter(), time.process_time(), _server_cpu()
                 run(urls)
                 times.append(time.perf_counter() - start)
+                client_cpu.append(time.process_time() - cpu)
+                server_cpu.append(_server_cpu() - served)
             median = statistics.median(times)
+            client = statistics.median(client_cpu) / count * 1e6
+            server = statistics.median(server_cpu) / median * 100
             ideal = math.ceil(count / workers) * latency
             versus = f"{median / ideal:5.2f} × ideal {ideal:.2f} s" if ideal else ""
-            print(f"{name:42} {count:5} in {median:6.3f} s {count / median:7.0f} requests/s  {versus}")
+            print(
+                f"{name:42} {count:5} in {median:6.3f} s {count / median:7.0f} requests/s"
+                f" {client:5.0f} µs CPU/request, server {server:3.0f} % of a core  {versus}"
+            )
     pool.shutdown()
 
 

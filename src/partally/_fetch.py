@@ -83,21 +83,27 @@ def _failure(exc: Exception) -> _Outcome:
     return None, 0, f"{type(exc).__name__}: {exc}".rstrip(": "), isinstance(exc, _RETRYABLE)
 
 
-def _get(client: httpx.Client, url: httpx.URL) -> _Outcome:
+def _get(client: httpx.Client, request: httpx.Request) -> _Outcome:
     try:
-        with client.stream("GET", url) as response:
+        response = client.send(request, stream=True)
+        try:
             size = sum(map(len, response.iter_raw()))
+        finally:
+            response.close()
     except Exception as exc:  # one bad URL never fails the batch
         return _failure(exc)
     return _outcome(response.status_code, response.reason_phrase, size)
 
 
-async def _aget(client: httpx.AsyncClient, url: httpx.URL) -> _Outcome:
+async def _aget(client: httpx.AsyncClient, request: httpx.Request) -> _Outcome:
     try:
-        async with client.stream("GET", url) as response:
+        response = await client.send(request, stream=True)
+        try:
             size = 0
             async for chunk in response.aiter_raw():
                 size += len(chunk)
+        finally:
+            await response.aclose()
     except Exception as exc:  # one bad URL never fails the batch
         return _failure(exc)
     return _outcome(response.status_code, response.reason_phrase, size)
@@ -107,13 +113,14 @@ def _fetch(client: httpx.Client, url: str, retries: int) -> FetchResult:
     target = _target(url)
     if isinstance(target, str):
         return FetchResult(url, None, 0, 0.0, target)
+    request = client.build_request("GET", target)  # built once, sent again on each retry
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
         while True:
             if pause:
                 time.sleep(pause)
-            pause = plan.send(_get(client, target))
+            pause = plan.send(_get(client, request))
     except StopIteration as done:
         return done.value
 
@@ -122,13 +129,14 @@ async def _afetch(client: httpx.AsyncClient, url: str, retries: int) -> FetchRes
     target = _target(url)
     if isinstance(target, str):
         return FetchResult(url, None, 0, 0.0, target)
+    request = client.build_request("GET", target)  # built once, sent again on each retry
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
         while True:
             if pause:
                 await asyncio.sleep(pause)
-            pause = plan.send(await _aget(client, target))
+            pause = plan.send(await _aget(client, request))
     except StopIteration as done:
         return done.value
 
@@ -263,23 +271,32 @@ class _ThreadPool:
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], Callable[[], None]]] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Lock()
         self._idle = 0
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None], done: Callable[[], None]) -> None:
+        """Run `job` on a kept thread, then `done` once that thread counts as idle again."""
         with self._lock:
             start = not self._idle
             self._idle -= not start
-        self._jobs.put(job)
+        self._jobs.put((job, done))
         if start:
             threading.Thread(target=self._serve, name="partally-fetch", daemon=True).start()
 
     def _serve(self) -> None:
         while True:
-            self._jobs.get()()
-            with self._lock:
-                self._idle += 1
+            job, done = self._jobs.get()
+            try:
+                job()
+            finally:
+                # Idle before `done`: the next call, started as `done` returns, must find this
+                # thread free, or it starts another (50 ms a thread on a busy 2-core machine).
+                with self._lock:
+                    self._idle += 1
+                done()
 
 
 _THREADS = _ThreadPool()
@@ -317,15 +334,8 @@ def _fetch_threaded(
             worker()
         else:
             finished = threading.Semaphore(0)
-
-            def job() -> None:
-                try:
-                    worker()
-                finally:
-                    finished.release()
-
             for _ in range(workers):
-                _THREADS.submit(job)
+                _THREADS.submit(worker, finished.release)
             try:
                 for _ in range(workers):
                     finished.acquire()

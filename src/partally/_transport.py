@@ -4,20 +4,25 @@ httpx's default transports (httpcore) lose their time in the connection pool: on
 response it scans its connections once per idle connection (quadratic in the pool size, 9.6
 million `is_idle` calls for 1000 requests over 100 connections), under one lock that 100 threads
 queue on. aiohttp's and urllib3's pools hand out connections in O(1). Requests and responses stay
-httpx objects; only the bytes move through aiohttp or urllib3.
+httpx objects; only the bytes move through aiohttp or urllib3, and each request is handed over as
+it is: its URL, already parsed and quoted by httpx, is not parsed again; its timeouts become the
+pool's own objects once per client, not once per request.
+
+aiohttp's and urllib3's errors become httpx's, most specific first (see `_AIOHTTP_ERRORS` and
+`_URLLIB3_ERRORS`), so the retry policy in `partally._fetch` reads httpx's exceptions only.
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import httpx
-import httpx_aiohttp
 import urllib3
+import yarl
 from urllib3.exceptions import (
     ConnectTimeoutError,
     IncompleteRead,
@@ -36,8 +41,30 @@ def ssl_context() -> ssl.SSLContext:
     """httpx's default TLS settings, built once a process: each build took 40 ms here."""
     return httpx.create_ssl_context()
 
+
+def _mapped(exc: Exception, table: list[tuple[type[Exception], type[httpx.TransportError]]]) -> Exception:
+    mapped = next(to for frm, to in table if isinstance(exc, frm))
+    return mapped(str(exc) or type(exc).__name__)
+
+
+def _timeouts(make: Any) -> Any:
+    """`make(connect, read, pool)`, kept per distinct set of httpx timeouts (one per client)."""
+    made: dict[tuple[Any, ...], Any] = {}
+
+    def timeout(request: httpx.Request) -> Any:
+        t = request.extensions.get("timeout") or {}
+        key = (t.get("connect"), t.get("read"), t.get("pool"))
+        try:
+            return made[key]
+        except KeyError:
+            made[key] = result = make(*key)
+            return result
+
+    return timeout
+
+
 # Most specific first: NewConnectionError is a subclass of ConnectTimeoutError.
-_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
+_URLLIB3_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
     (NewConnectionError, httpx.ConnectError),
     (ConnectTimeoutError, httpx.ConnectTimeout),
     (ReadTimeoutError, httpx.ReadTimeout),
@@ -49,22 +76,15 @@ _ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 ]
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    try:
-        yield
-    except urllib3.exceptions.HTTPError as exc:
-        mapped = next(to for frm, to in _ERRORS if isinstance(exc, frm))
-        raise mapped(str(exc)) from exc
-
-
 class _Stream(httpx.SyncByteStream):
     def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
 
     def __iter__(self) -> Iterator[bytes]:
-        with _mapped_errors():
+        try:
             yield from self._response.stream(65536, decode_content=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise _mapped(exc, _URLLIB3_ERRORS) from exc
 
     def close(self) -> None:
         if not self._response.isclosed():  # unread body: the connection can't be reused
@@ -77,24 +97,30 @@ class Urllib3Transport(httpx.BaseTransport):
 
     def __init__(self, limit: int) -> None:
         self._pool = urllib3.PoolManager(maxsize=limit, ssl_context=ssl_context())
+        self._timeout = _timeouts(lambda connect, read, pool: urllib3.Timeout(connect, read))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        timeout = request.extensions.get("timeout", {})
-        with _mapped_errors():
-            response = self._pool.urlopen(
+        url = request.url
+        try:
+            # What PoolManager.urlopen does, less parsing the URL again (the costliest step).
+            pool = self._pool.connection_from_host(url.host, url.port, url.scheme)
+            response = pool.urlopen(
                 request.method,
-                str(request.url),
+                url.raw_path.decode("ascii"),
                 body=request.read() or None,
-                headers=request.headers,
+                headers=dict(request.headers.items()),
                 retries=False,
                 redirect=False,
+                assert_same_host=False,
                 preload_content=False,
                 decode_content=False,
-                timeout=urllib3.Timeout(connect=timeout.get("connect"), read=timeout.get("read")),
+                timeout=self._timeout(request),
             )
+        except urllib3.exceptions.HTTPError as exc:
+            raise _mapped(exc, _URLLIB3_ERRORS) from exc
         return httpx.Response(
             response.status,
-            headers=response.headers,
+            headers=list(response.headers.items()),
             stream=_Stream(response),
             extensions={"reason_phrase": response.reason.encode() if response.reason else b""},
         )
@@ -103,23 +129,88 @@ class Urllib3Transport(httpx.BaseTransport):
         self._pool.clear()
 
 
-class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
-    """`httpx_aiohttp.AiohttpTransport` on the shared TLS context, naming connection errors right.
+# Most specific first: ClientConnectorError, ServerTimeoutError and ServerDisconnectedError are all
+# ClientConnectionErrors.
+_AIOHTTP_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ClientConnectionError, httpx.ReadError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientError, httpx.TransportError),
+]
 
-    httpx-aiohttp 0.2 maps every `aiohttp.ClientConnectionError`, a refused connection included,
-    to `httpx.ConnectTimeout`.
+
+class _AsyncStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.readany():
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()  # closes the connection instead if the body was not all read
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Send httpx requests through one `aiohttp.ClientSession` of up to `max_connections`.
+
+    The session keeps no cookies (`aiohttp.DummyCookieJar`): httpx's cookie policy is the only
+    one, and aiohttp's own jar would carry one site's cookies to the next URL.
     """
 
     def __init__(self, limits: httpx.Limits) -> None:
-        super().__init__(verify=ssl_context(), limits=limits)
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = _timeouts(
+            lambda connect, read, pool: aiohttp.ClientTimeout(
+                total=None, connect=pool, sock_connect=connect, sock_read=read
+            )
+        )
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,
+            keepalive_timeout=self._limits.keepalive_expiry,
+            ssl=ssl_context(),
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+        )
+        return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session or self._open()
+        body = await request.aread()
         try:
-            return await super().handle_async_request(request)
-        except httpx.ConnectTimeout as exc:
-            cause = exc.__cause__
-            if isinstance(cause, aiohttp.ClientConnectorError):
-                raise httpx.ConnectError(str(exc)) from cause
-            if isinstance(cause, aiohttp.ServerDisconnectedError):
-                raise httpx.RemoteProtocolError(str(exc) or "server disconnected") from cause
-            raise
+            response = await session.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),  # quoted by httpx already
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                data=body or None,
+                allow_redirects=False,
+                compress=False,
+                timeout=self._timeout(request),
+            )
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_AsyncStream(response),
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

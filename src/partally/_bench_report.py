@@ -435,7 +435,8 @@ def _pivot(rows: list[dict[str, Any]], backends: list[str], sizes: list[int]) ->
             elif row["status"] in (MISMATCH, ERROR):
                 cells.append(f"**{text[6]}**")
             else:
-                cells.append(text[2] + (" ?" if row["status"] == UNVERIFIED else ""))
+                chose = f" → {row['chose']}" if row.get("chose") else ""  # auto's pick
+                cells.append(text[2] + chose + (" ?" if row["status"] == UNVERIFIED else ""))
                 last = text
         cells += [last[4], last[5]] if last else ["", ""]
         out.append("| " + " | ".join(cells) + " |")

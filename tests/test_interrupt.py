@@ -136,3 +136,13 @@ def test_exit_leaves_no_worker():
     pids = [int(pid) for pid in done.stdout.split()]
     assert len(pids) == 2
     assert all_gone(pids)
+
+
+def test_a_script_piped_to_python_can_use_the_pool():
+    # spawn re-runs the parent's main script in each worker: "<stdin>" is no file to re-run
+    code = "import partally\nprint(partally.compute(50_000, backend='processes', workers=2))\n"
+    done = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["50000"]

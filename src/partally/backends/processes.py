@@ -8,8 +8,12 @@ this process, which then kills the pool: no worker outlives an interrupted run o
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
+import os
 import signal
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -47,6 +51,25 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
     return _pool
 
 
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Hide a ``__main__.__file__`` that names no file (a script piped into ``python -``).
+
+    A spawned worker re-runs the parent's main script, and fails on "<stdin>"; workers start on
+    ``submit``, so submitting inside this context lets such scripts use the pool.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def worker_pids() -> list[int]:
     """Process ids of the live pool's workers (empty when no pool is running)."""
     return [] if _pool is None else sorted(_pool._processes)  # noqa: SLF001
@@ -77,7 +100,8 @@ def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
         return 0
     pool = _get_pool(workers)
     try:
-        futures = [pool.submit(count_range, workload, a, b, seed) for a, b in pieces]
+        with _main_script_hidden():
+            futures = [pool.submit(count_range, workload, a, b, seed) for a, b in pieces]
         return sum(future.result() for future in futures)
     except BrokenProcessPool as exc:
         shutdown(kill=True)

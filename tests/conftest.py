@@ -1,4 +1,5 @@
 import os
+import signal
 
 from hypothesis import HealthCheck, settings
 
@@ -7,3 +8,8 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=25)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# A script that starts pytest in the background (`cmd &` without job control) leaves SIGINT
+# ignored, in pytest and in every Python it starts: the Ctrl-C tests would then wait forever.
+# Handle it as an interactive run does (children get the default action back at exec).
+signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -146,3 +146,21 @@ def test_a_script_piped_to_python_can_use_the_pool():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["50000"]
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    code = (
+        "import sys, partally\n"
+        "from partally.backends import get\n"
+        "partally.compute(50_000, backend='processes', workload='pi', workers=2)\n"
+        "print(*get('processes').worker_pids(), flush=True)\n"
+        "sys.stdin.read()\n"  # wait here until killed
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    pids = [int(pid) for pid in child.stdout.readline().split()]
+    assert len(pids) == 2
+    child.kill()  # SIGKILL: no atexit, no cleanup in the parent
+    child.wait(timeout=10)
+    assert all_gone(pids)

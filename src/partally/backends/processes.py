@@ -2,7 +2,8 @@
 
 One pool is started on first use and kept: a warm pool answers a small call in well under a
 millisecond, a new one costs tens of milliseconds. Workers ignore SIGINT, so Ctrl-C reaches only
-this process, which then kills the pool: no worker outlives an interrupted run or the interpreter.
+this process, which then kills the pool: no worker outlives an interrupted run or the interpreter,
+and a worker whose parent is killed outright exits within half a second.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,8 +38,16 @@ def unavailable() -> str | None:
     return None
 
 
-def _ignore_sigint() -> None:
+def _start_worker(parent: int) -> None:
+    """In each worker: leave Ctrl-C to the parent, and exit when the parent is gone (killed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _get_pool(workers: int) -> ProcessPoolExecutor:
@@ -46,7 +57,9 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
         # spawn: safe beside threads (Numba's, the caller's); the pool is kept, so its start-up
         # cost is paid once.
         context = multiprocessing.get_context("spawn")
-        _pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+        _pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+        )
         _pool_workers = workers
     return _pool
 

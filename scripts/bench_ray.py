@@ -11,27 +11,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import partally
+from partally._timing import measure
 from partally.backends import get as get_backend
 
 
-def best(repeat: int, function) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def median(repeat: int, function) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def median(repeat: int, function: Callable[[], object]) -> float:
+    return measure(function, repeat)[0].median
 
 
 def main() -> None:
@@ -52,10 +40,11 @@ def main() -> None:
     partally.compute(10**7, backend="ray", workload="pi")  # every worker warm
     partally.compute(10**7, backend="numba", workload="pi", workers=1)
 
-    numba_s = ray_s = float("inf")
+    numba_runs, ray_runs = [], []
     for _ in range(args.repeat):  # alternating, so both see the same background load
-        numba_s = min(numba_s, best(1, lambda: partally.compute(n, "numba", "pi", workers=1)))
-        ray_s = min(ray_s, best(1, lambda: partally.compute(n, "ray", "pi", workers=cpus)))
+        numba_runs.append(median(1, lambda: partally.compute(n, "numba", "pi", workers=1)))
+        ray_runs.append(median(1, lambda: partally.compute(n, "ray", "pi", workers=cpus)))
+    numba_s, ray_s = statistics.median(numba_runs), statistics.median(ray_runs)
     print(f"load average before: {open('/proc/loadavg').read().split()[0]}")
     print(f"pi n={n:.0e}: numba 1 worker {numba_s:.3f} s; ray {cpus} workers {ray_s:.3f} s; "
           f"speed-up {numba_s / ray_s:.2f}x ({len(backend.plan('pi', 0, n, cpus))} tasks)")
@@ -66,7 +55,7 @@ def main() -> None:
     task = backend._remote(ray)[0]  # noqa: SLF001
     one = median(100, lambda: ray.get(task.remote("count", 0, 1, 0)))
     many = 1000
-    burst = best(3, lambda: ray.get([task.remote("count", 0, 1, 0) for _ in range(many)]))
+    burst = median(3, lambda: ray.get([task.remote("count", 0, 1, 0) for _ in range(many)]))
     print(f"per task: {one * 1e3:.2f} ms one at a time (round trip); "
           f"{burst / many * 1e3:.3f} ms each in a burst of {many} on {cpus} CPUs")
 

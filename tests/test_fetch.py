@@ -323,3 +323,39 @@ def test_no_cookies_carried_from_one_url_to_the_next(mock, mode):
     answers["/a"] = answers["/b"] = 200
     results = fetch_all(["http://127.0.0.1/a", "http://127.0.0.1/b"], mode, limit=1)
     assert all(r.ok for r in results) and cookies == [None, None]
+
+
+@pytest.fixture
+def redirects(monkeypatch):
+    """Every mode through a MockTransport: /hop/N redirects to /hop/N-1; /hop/0 answers."""
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url)))
+        name, _, n = request.url.path.rpartition("/")
+        if name == "/hop" and int(n):
+            return httpx.Response(303 if int(n) % 2 else 307, headers={"location": f"{int(n) - 1}"})
+        if name == "/away":
+            return httpx.Response(302, headers={"location": "ftp://127.0.0.1/x"})
+        return httpx.Response(200, content=b"done")
+
+    async def ahandler(request: httpx.Request) -> httpx.Response:
+        return handler(request)
+
+    monkeypatch.setattr(_transport, "Urllib3Transport", lambda limit: httpx.MockTransport(handler))
+    monkeypatch.setattr(_transport, "AiohttpTransport", lambda **_: httpx.MockTransport(ahandler))
+    return seen
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_redirects_are_followed_up_to_20(redirects, mode):
+    ok, too_many, away = fetch_all(
+        ["http://127.0.0.1/hop/20", "http://127.0.0.1/hop/21", "http://127.0.0.1/away/1"],
+        mode,
+        limit=1,
+    )
+    assert ok.ok and ok.status == 200 and ok.bytes == 4
+    assert redirects[:21] == [("GET", f"http://127.0.0.1/hop/{n}") for n in range(20, -1, -1)]
+    assert too_many.error == "TooManyRedirects: Exceeded maximum allowed redirects."
+    assert len(redirects) == 21 + 21 + 1  # not retried
+    assert away.status is None and away.error.startswith("UnsupportedProtocol")

@@ -5,8 +5,11 @@ IO (`_attempts`) that a sync and an async driver run; a fixed set of at most `li
 URLs from one shared iterator, so a million URLs make `limit` tasks or threads, never a million,
 and a body is counted as it streams in, never kept.
 
-The interface is httpx's `AsyncClient` and `Client`; the bytes move through aiohttp (asyncio) and
-urllib3 (threads), whose pools stay O(1) per request where httpx's default one did not: see
+Requests and responses are httpx's, handed straight to an httpx transport: no `Client`, whose
+merging, auth, redirect and stream layers cost more CPU a request than the transport itself.
+Redirects are followed here as httpx's `follow_redirects=True` does, and the timeout goes in the
+request's "timeout" extension as httpx's client puts it. The bytes move through aiohttp (asyncio)
+and urllib3 (threads), whose pools stay O(1) per request where httpx's default one did not: see
 `partally._transport`, and scripts/io_anchor.py for the numbers.
 """
 
@@ -27,6 +30,18 @@ __all__ = ["MODES", "FetchResult", "afetch_all", "fetch_all"]
 
 MODES = ("asyncio", "threads", "sequential")
 BACKOFF = 0.1  # seconds before the first retry; doubles with each further one
+MAX_REDIRECTS = 20  # as httpx's follow_redirects=True
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# httpx's default headers, with partally named; no cookies, so none carried to the next URL.
+_HEADERS = httpx.Headers(
+    {
+        "Accept": "*/*",
+        "Accept-Encoding": "gzip, deflate",
+        "Connection": "keep-alive",
+        "User-Agent": f"python-httpx/{httpx.__version__} partally",
+    }
+)
+_EMPTY = httpx.ByteStream(b"")
 _RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
@@ -83,60 +98,99 @@ def _failure(exc: Exception) -> _Outcome:
     return None, 0, f"{type(exc).__name__}: {exc}".rstrip(": "), isinstance(exc, _RETRYABLE)
 
 
-def _get(client: httpx.Client, request: httpx.Request) -> _Outcome:
+def _request(url: httpx.URL, timeout: dict[str, float]) -> httpx.Request:
+    """A GET of `url` with httpx's default headers, built without a client's merge step."""
+    extensions = {"timeout": timeout}
+    request = httpx.Request("GET", url, headers=_HEADERS, stream=_EMPTY, extensions=extensions)
+    request.headers["Host"] = url.netloc.decode("ascii")
+    request.read()  # the empty body, read once rather than on each attempt
+    return request
+
+
+def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
+    """The GET a 3xx with a Location asks for next, or None for any other answer."""
+    if response.status_code not in _REDIRECTS or "location" not in response.headers:
+        return None
+    location = response.headers["location"]
     try:
-        response = client.send(request, stream=True)
-        try:
-            size = sum(map(len, response.iter_raw()))
-        finally:
-            response.close()
+        url = request.url.join(location)
+    except httpx.InvalidURL as exc:
+        raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise httpx.UnsupportedProtocol(f"Redirect to an unsupported URL: {location!r}")
+    return _request(url, request.extensions["timeout"])
+
+
+def _get(transport: httpx.BaseTransport, request: httpx.Request) -> _Outcome:
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            response = transport.handle_request(request)
+            stream = response.stream
+            try:
+                size = sum(map(len, stream))  # type: ignore[arg-type]
+            finally:
+                stream.close()  # type: ignore[union-attr]
+            follow = _redirect(request, response)
+            if follow is None:
+                return _outcome(response.status_code, response.reason_phrase, size)
+            request = follow
+        raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.")
     except Exception as exc:  # one bad URL never fails the batch
         return _failure(exc)
-    return _outcome(response.status_code, response.reason_phrase, size)
 
 
-async def _aget(client: httpx.AsyncClient, request: httpx.Request) -> _Outcome:
+async def _aget(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> _Outcome:
     try:
-        response = await client.send(request, stream=True)
-        try:
-            size = 0
-            async for chunk in response.aiter_raw():
-                size += len(chunk)
-        finally:
-            await response.aclose()
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await transport.handle_async_request(request)
+            stream = response.stream
+            try:
+                size = 0
+                async for chunk in stream:  # type: ignore[union-attr]
+                    size += len(chunk)
+            finally:
+                await stream.aclose()  # type: ignore[union-attr]
+            follow = _redirect(request, response)
+            if follow is None:
+                return _outcome(response.status_code, response.reason_phrase, size)
+            request = follow
+        raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.")
     except Exception as exc:  # one bad URL never fails the batch
         return _failure(exc)
-    return _outcome(response.status_code, response.reason_phrase, size)
 
 
-def _fetch(client: httpx.Client, url: str, retries: int) -> FetchResult:
+def _fetch(
+    transport: httpx.BaseTransport, url: str, timeout: dict[str, float], retries: int
+) -> FetchResult:
     target = _target(url)
     if isinstance(target, str):
         return FetchResult(url, None, 0, 0.0, target)
-    request = client.build_request("GET", target)  # built once, sent again on each retry
+    request = _request(target, timeout)  # built once, sent again on each retry
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
         while True:
             if pause:
                 time.sleep(pause)
-            pause = plan.send(_get(client, request))
+            pause = plan.send(_get(transport, request))
     except StopIteration as done:
         return done.value
 
 
-async def _afetch(client: httpx.AsyncClient, url: str, retries: int) -> FetchResult:
+async def _afetch(
+    transport: httpx.AsyncBaseTransport, url: str, timeout: dict[str, float], retries: int
+) -> FetchResult:
     target = _target(url)
     if isinstance(target, str):
         return FetchResult(url, None, 0, 0.0, target)
-    request = client.build_request("GET", target)  # built once, sent again on each retry
+    request = _request(target, timeout)  # built once, sent again on each retry
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
         while True:
             if pause:
                 await asyncio.sleep(pause)
-            pause = plan.send(await _aget(client, request))
+            pause = plan.send(await _aget(transport, request))
     except StopIteration as done:
         return done.value
 
@@ -160,28 +214,9 @@ def _checked(urls: Any, limit: Any, timeout: Any, retries: Any) -> list[str]:
     return urls
 
 
-class _Cookieless(httpx.Cookies):
-    def extract_cookies(self, response: httpx.Response) -> None:
-        pass
-
-
-# The clients keep no cookies: one site's are not sent to the next URL of a batch, and no response
-# is parsed for them (httpx builds a urllib.request.Request for that: 23 µs a request).
-_NO_COOKIES = property(lambda self: _COOKIELESS, lambda self, value: None)
-_COOKIELESS = _Cookieless()
-
-
-class _Client(httpx.Client):
-    cookies = _NO_COOKIES
-
-
-class _AsyncClient(httpx.AsyncClient):
-    cookies = _NO_COOKIES
-
-
-def _client_settings(limit: int, timeout: float) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-    return {"timeout": httpx.Timeout(timeout), "limits": limits, "follow_redirects": True}
+def _timeouts(timeout: float) -> dict[str, float]:
+    """The per-request timeout extension, as httpx's client sets it: every step bounded alike."""
+    return httpx.Timeout(timeout).as_dict()  # type: ignore[return-value]
 
 
 async def afetch_all(
@@ -203,13 +238,13 @@ async def afetch_all(
 
     results: list[FetchResult] = [None] * len(urls)  # type: ignore[list-item]
     todo = iter(enumerate(urls))
-    settings = _client_settings(limit, timeout)
-    transport = AiohttpTransport(limits=settings["limits"])
-    async with _AsyncClient(transport=transport, **settings) as client:
+    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+    timeouts = _timeouts(timeout)
+    async with AiohttpTransport(limits=limits) as transport:
 
         async def worker() -> None:
             for i, url in todo:
-                results[i] = result = await _afetch(client, url, retries)
+                results[i] = result = await _afetch(transport, url, timeouts, retries)
                 if on_result:
                     on_result(result)
 
@@ -323,13 +358,14 @@ def _fetch_threaded(
                     item = next(todo, None)
                 if item is None:
                     return
-                results[item[0]] = result = _fetch(client, item[1], retries)
+                results[item[0]] = result = _fetch(transport, item[1], timeouts, retries)
                 if on_result:
                     on_result(result)
         except BaseException as exc:
             failure.append(exc)
 
-    with _Client(transport=Urllib3Transport(limit), **_client_settings(limit, timeout)) as client:
+    timeouts = _timeouts(timeout)
+    with Urllib3Transport(limit) as transport:
         if workers == 1:  # sequential: run in this thread, so Ctrl-C lands here directly
             worker()
         else:

@@ -42,6 +42,23 @@ def test_info_lists_every_backend(capsys):
         assert name in out
 
 
+def test_info_names_the_extra_to_install():
+    # rich would read "[cuda]" as markup and drop it from the fix it tells the user to run
+    code = (
+        "import sys\n"
+        "sys.modules['cupy'] = sys.modules['numba_cuda'] = sys.modules['ray'] = None\n"
+        "from partally._cli import main\n"
+        "main(['info'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={"COLUMNS": "300", "PARTALLY_NO_CALIBRATE": "1", "PATH": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "partally[cuda]"' in done.stdout
+    assert 'pip install "partally[ray]"' in done.stdout
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

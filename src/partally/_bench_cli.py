@@ -220,7 +220,8 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
         out.width = max(out.width, 120)
     if not plan.backends:
         err.print("no backend to time: " + "; ".join(
-            f"{name}: {reason}" for name, reason in plan.unavailable.items()), highlight=False)
+            f"{name}: {reason}" for name, reason in plan.unavailable.items()),
+            markup=False, highlight=False)
         return 0
     cells = len(plan.workloads) * len(plan.backends) * (1 + len(plan.sizes))
     progress = Progress(
@@ -234,7 +235,8 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
             progress.update(task, advance=1, description=description)
 
         def alarm(text: str) -> None:
-            progress.console.print(f"[bold red]{text}[/]", highlight=False, soft_wrap=True)
+            progress.console.print(text, style="bold red", markup=False, highlight=False,
+                                   soft_wrap=True)
 
         bench = _bench.run_bench(
             plan.workloads, plan.sizes, plan.backends, plan.unavailable,
@@ -252,7 +254,8 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
         _bench_plot.plot(data, args.plot)
         err.print(f"wrote {args.plot}", highlight=False)
     for m in bench.failures:
-        err.print(f"[bold red]{_bench.describe_failure(m)}[/]", highlight=False, soft_wrap=True)
+        err.print(_bench.describe_failure(m), style="bold red", markup=False, highlight=False,
+                  soft_wrap=True)
     return 0 if bench.ok else 1
 
 

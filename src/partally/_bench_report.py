@@ -364,7 +364,8 @@ def _render_footer(data: dict[str, Any], console: Any) -> None:
         highlight=False,
     )
     for name, reason in data["unavailable"].items():
-        console.print(f"not benchmarked: {name}: {reason}", highlight=False, soft_wrap=True)
+        console.print(f"not benchmarked: {name}: {reason}", markup=False, highlight=False,
+                      soft_wrap=True)
     bad = [row for row in data["measurements"] if row["status"] in (MISMATCH, ERROR)]
     if bad:
         console.print(

@@ -65,6 +65,7 @@ def _compute(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     import partally
@@ -75,9 +76,9 @@ def _info(args: argparse.Namespace) -> int:
     table.add_column("device / why not")
     for info in partally.backends():
         if info.available:
-            table.add_row(info.name, "[green]yes[/]", info.device)
+            table.add_row(info.name, "[green]yes[/]", escape(info.device))
         else:
-            table.add_row(info.name, "[red]no[/]", info.reason)
+            table.add_row(info.name, "[red]no[/]", escape(info.reason or ""))  # keeps [cuda]
     console = Console()
     console.print(table)
     from partally._dispatch_cli import print_models

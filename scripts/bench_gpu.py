@@ -34,7 +34,7 @@ def cupy_kernel_seconds(workload: str, n: int) -> tuple[float, int]:
     from partally.backends import cuda
 
     kernel = cuda.module()[0].get_function(cuda.KERNELS[workload])
-    grid = (_gpu.sm_count() * _gpu.BLOCKS_PER_SM,)
+    grid = (_gpu.default_blocks(),)
     out = cupy.zeros(1, dtype=cupy.uint64)
     start, end = cupy.cuda.Event(), cupy.cuda.Event()
     total_ms = 0.0
@@ -54,7 +54,7 @@ def numba_kernel_seconds(workload: str, n: int) -> tuple[float, int]:
     from partally.backends import numba_cuda
 
     kernels = numba_cuda._kernels()  # noqa: SLF001 - the compiled kernels themselves
-    kernel = kernels.KERNELS[workload][_gpu.sm_count() * _gpu.BLOCKS_PER_SM, _gpu.THREADS]
+    kernel = kernels.KERNELS[workload][_gpu.default_blocks(), _gpu.THREADS]
     out = cuda.to_device(np.zeros(1, dtype=np.uint64))
     start, end = cuda.event(timing=True), cuda.event(timing=True)
     total_ms = 0.0

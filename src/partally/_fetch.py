@@ -159,13 +159,20 @@ async def _aget(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> 
         return _failure(exc)
 
 
-def _fetch(
-    transport: httpx.BaseTransport, url: str, timeout: dict[str, float], retries: int
-) -> FetchResult:
+def _prepared(url: str, timeout: dict[str, float]) -> httpx.Request | FetchResult:
+    """The request for `url`, built once and sent again on each retry; or why it cannot be sent."""
     target = _target(url)
     if isinstance(target, str):
         return FetchResult(url, None, 0, 0.0, target)
-    request = _request(target, timeout)  # built once, sent again on each retry
+    return _request(target, timeout)
+
+
+def _fetch(
+    transport: httpx.BaseTransport, url: str, timeout: dict[str, float], retries: int
+) -> FetchResult:
+    request = _prepared(url, timeout)
+    if isinstance(request, FetchResult):
+        return request
     plan = _attempts(url, retries)
     try:
         pause = next(plan)
@@ -180,10 +187,9 @@ def _fetch(
 async def _afetch(
     transport: httpx.AsyncBaseTransport, url: str, timeout: dict[str, float], retries: int
 ) -> FetchResult:
-    target = _target(url)
-    if isinstance(target, str):
-        return FetchResult(url, None, 0, 0.0, target)
-    request = _request(target, timeout)  # built once, sent again on each retry
+    request = _prepared(url, timeout)
+    if isinstance(request, FetchResult):
+        return request
     plan = _attempts(url, retries)
     try:
         pause = next(plan)

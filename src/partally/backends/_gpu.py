@@ -98,6 +98,11 @@ BLOCKS_PER_SM = 8  # grid = SMs x 8 blocks of THREADS: enough resident warps to 
 THREADS = 256
 
 
+def default_blocks() -> int:
+    """Blocks in the grid the GPU backends launch when not told: BLOCKS_PER_SM on every SM."""
+    return sm_count() * BLOCKS_PER_SM
+
+
 def slices(workload: str, lo: int, hi: int) -> Iterator[tuple[int, int]]:
     """[lo, hi) cut into consecutive launches of at most ``SLICE[workload]`` elements."""
     step = SLICE[workload]

@@ -126,7 +126,7 @@ def count(
     import numpy as np
 
     kernel = module()[0].get_function(KERNELS[workload])
-    grid = (blocks or _gpu.sm_count() * _gpu.BLOCKS_PER_SM,)
+    grid = (blocks or _gpu.default_blocks(),)
     out = cupy.zeros(1, dtype=cupy.uint64)
     stream = cupy.cuda.get_current_stream()
     for a, b in _gpu.slices(workload, lo, hi):

@@ -77,5 +77,5 @@ def count(
     if hi <= lo:
         return 0
     if blocks is None:
-        blocks = 1 if _simulated() else _gpu.sm_count() * _gpu.BLOCKS_PER_SM
+        blocks = 1 if _simulated() else _gpu.default_blocks()
     return _kernels().launch(workload, _gpu.slices(workload, lo, hi), seed, blocks, threads)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from partally._api import BackendInfo, backends, compute
-from partally._dispatch import Explanation, explain
+from partally.auto import Explanation, explain
 from partally._errors import BackendUnavailable
 
 if TYPE_CHECKING:
-    from partally._fetch import FetchResult, afetch_all, fetch_all
+    from partally.io.fetch import FetchResult, afetch_all, fetch_all
 
 __all__ = [
     "BackendInfo",
@@ -35,7 +35,7 @@ _LAZY = {"FetchResult", "afetch_all", "fetch_all"}  # the IO side imports httpx:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from partally import _fetch
+        from partally.io import fetch
 
-        return getattr(_fetch, name)
+        return getattr(fetch, name)
     raise AttributeError(f"module 'partally' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from partally._cli import main
+from partally.cli import main
 
 raise SystemExit(main())

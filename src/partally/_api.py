@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from partally import _dispatch, _validate
-from partally.backends import NAMES as BACKEND_NAMES
-from partally.backends import get as get_backend
+from partally import _validate
 from partally._errors import BackendUnavailable
-from partally.backends._common import default_workers
+from partally._machine import cores
+from partally.auto import dispatcher
+from partally.backends import get as get_backend
+from partally.backends import names as backend_names
+from partally.workloads import Workload
 
 
 @dataclass(frozen=True)
@@ -24,23 +27,17 @@ class BackendInfo:
 def backends() -> list[BackendInfo]:
     """Every backend partally knows, whether it can run here, why not, and on what."""
     infos = []
-    for name in BACKEND_NAMES:
-        module = get_backend(name)
-        reason = module.unavailable()
-        infos.append(BackendInfo(name, reason is None, reason, module.device()))
+    for name in backend_names():
+        backend = get_backend(name)
+        reason = backend.unavailable()
+        infos.append(BackendInfo(name, reason is None, reason, backend.device()))
     return infos
-
-
-def _resolve(backend: str, workload: str, n: int) -> str:
-    if backend != "auto":
-        return backend
-    return _dispatch.choose(workload, n)
 
 
 def compute(
     n: int,
     backend: str = "auto",
-    workload: str = "count",
+    workload: str | Workload | Callable[[int, int], object] = "count",
     *,
     workers: int | None = None,
     seed: int = 0,
@@ -52,14 +49,14 @@ def compute(
     picks the fastest available backend for this n here; a named backend that cannot run here
     raises ``BackendUnavailable`` with the reason. ``workers`` defaults to every core.
     """
-    workload = _validate.workload(workload)
-    n = _validate.size(n, workload)
+    chosen = _validate.workload(workload)
+    n = _validate.size(n, chosen)
     backend = _validate.backend(backend)
-    workers = _validate.workers(workers) or default_workers()
+    workers = _validate.workers(workers) or cores()
     seed = _validate.seed(seed)
-    name = _resolve(backend, workload, n)
-    module = get_backend(name)
-    reason = module.unavailable()
+    name = backend if backend != "auto" else dispatcher().choose(chosen, n)
+    runner = get_backend(name)
+    reason = runner.unavailable() or runner.supports(chosen)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not available here: {reason}")
-    return module.count(workload, 0, n, workers=workers, seed=seed)
+    return runner.count(chosen, 0, n, workers=workers, seed=seed)

@@ -1,11 +1,11 @@
-"""Argument checks shared by the public functions: clear errors that say what is accepted."""
+"""Argument checks shared by the public functions and the CLI: clear errors that say what is accepted."""
 
 from __future__ import annotations
 
 import operator
 
-from partally.backends import NAMES as BACKEND_NAMES
-from partally.workloads import INDEX_LIMIT, PRIMES_LIMIT, WORKLOADS
+from partally.backends import names as backend_names
+from partally.workloads import INDEX_LIMIT, Workload, resolve
 
 
 def integer(name: str, value: object) -> int:
@@ -18,29 +18,36 @@ def integer(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
 
 
-def workload(name: object) -> str:
-    if name not in WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; expected one of {list(WORKLOADS)}")
-    return name  # type: ignore[return-value]
+def workload(value: object) -> Workload:
+    """A built-in's name or a Workload, as a Workload."""
+    return resolve(value)
 
 
 def backend(name: object) -> str:
-    if name != "auto" and name not in BACKEND_NAMES:
+    if name != "auto" and name not in backend_names():
         raise ValueError(
-            f"unknown backend {name!r}; expected 'auto' or one of {list(BACKEND_NAMES)}"
+            f"unknown backend {name!r}; expected 'auto' or one of {list(backend_names())}"
         )
     return name  # type: ignore[return-value]
 
 
-def size(n: object, workload_name: str) -> int:
+def size(n: object, chosen: Workload) -> int:
     n = integer("n", n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if workload_name == "primes" and n > PRIMES_LIMIT:
-        raise ValueError(f"workload 'primes' is exact only for n <= 2**32, got n = {n}")
+    if n > chosen.limit and chosen.limit < INDEX_LIMIT:
+        raise ValueError(
+            f"workload {chosen.name!r} is exact only for n <= {_power(chosen.limit)}, got n = {n}"
+        )
     if n > INDEX_LIMIT:
         raise ValueError(f"n must be at most 2**63 - 1, got {n}")
     return n
+
+
+def _power(value: int) -> str:
+    """``2**32`` for 4294967296; the number itself otherwise."""
+    exponent = value.bit_length() - 1
+    return f"2**{exponent}" if value == 1 << exponent else str(value)
 
 
 def workers(value: object) -> int | None:
@@ -57,3 +64,4 @@ def seed(value: object) -> int:
     if not 0 <= value < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {value}")
     return value
+

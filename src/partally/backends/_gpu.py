@@ -11,7 +11,6 @@ import ctypes
 import functools
 import os
 import sys
-from collections.abc import Iterator
 
 CUDA_EXTRA = 'pip install "partally[cuda]"'
 _NO_DEVICE, _INSUFFICIENT_DRIVER = 100, 35  # CUresult codes
@@ -91,9 +90,6 @@ def sm_count() -> int:
     return max(1, value.value)
 
 
-# Elements per kernel launch: the host synchronises after each, so Ctrl-C is seen between them
-# (about 30 ms each on an H100). `count` is folded by the compiler: one launch does any n.
-SLICE = {"count": 2**62, "primes": 2**28, "pi": 2**33}
 BLOCKS_PER_SM = 8  # grid = SMs x 8 blocks of THREADS: enough resident warps to hide latency
 THREADS = 256
 
@@ -101,10 +97,3 @@ THREADS = 256
 def default_blocks() -> int:
     """Blocks in the grid the GPU backends launch when not told: BLOCKS_PER_SM on every SM."""
     return sm_count() * BLOCKS_PER_SM
-
-
-def slices(workload: str, lo: int, hi: int) -> Iterator[tuple[int, int]]:
-    """[lo, hi) cut into consecutive launches of at most ``SLICE[workload]`` elements."""
-    step = SLICE[workload]
-    for start in range(lo, hi, step):
-        yield start, min(hi, start + step)

@@ -1,4 +1,4 @@
-"""numba-cuda kernels: the workloads' Python predicates compiled as CUDA device functions.
+"""numba-cuda kernels: a workload's Python predicate compiled as a CUDA device function.
 
 Imported only by the ``numba-cuda`` backend, on first use. Each kernel runs a grid-stride loop over
 [lo, hi) with a 64-bit index and a 64-bit count per thread, sums the block's counts in shared memory
@@ -7,16 +7,17 @@ atomic add. The reduction uses shared memory only, no warp shuffle, so that the 
 run, unchanged, on the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which has no shuffles.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
 import numpy as np
 from numba import cuda
 
-from partally.workloads import make_is_prime, make_pi_hit
+from partally.workloads import Workload
 
 MAX_BLOCK = 1024
 _CACHE = not cuda.config.ENABLE_CUDASIM  # compiled kernels are cached on disk on a real GPU
-
-pi_hit = cuda.jit(device=True)(make_pi_hit(np.uint64))
-is_prime = cuda.jit(device=True)(make_is_prime(np.uint64, cuda.jit(device=True)))
 
 
 @cuda.jit(device=True)
@@ -37,7 +38,7 @@ def _block_add(mine, out):  # pragma: no cover - compiled
 
 
 @cuda.jit(cache=_CACHE)
-def count_kernel(lo, hi, seed, out):  # pragma: no cover - compiled
+def fold_kernel(lo, hi, seed, out):  # pragma: no cover - compiled
     # The guide's loop, `result += 1` per element, folded by hand as LLVM folds it on the CPU:
     # each thread adds its trip count of the grid-stride loop (nvcc keeps such loops; n may be
     # near 2**63). Timing it measures launch overhead.
@@ -49,33 +50,41 @@ def count_kernel(lo, hi, seed, out):  # pragma: no cover - compiled
     _block_add(trips, out)
 
 
-@cuda.jit(cache=_CACHE)
-def primes_kernel(lo, hi, seed, out):  # pragma: no cover - compiled
-    i = lo + np.uint64(cuda.grid(1))
-    stride = np.uint64(cuda.gridsize(1))
-    mine = np.uint64(0)
-    while i < hi:
-        mine += is_prime(i)
-        i += stride
-    _block_add(mine, out)
+def make_kernel(element: Callable, index_type: type) -> Callable:
+    """A grid-stride kernel ``(lo, hi, seed, out)`` adding where ``element(i, seed)`` holds."""
+
+    @cuda.jit(cache=_CACHE)
+    def kernel(lo, hi, seed, out):  # pragma: no cover - compiled
+        i = lo + index_type(cuda.grid(1))
+        stride = index_type(cuda.gridsize(1))
+        mine = np.uint64(0)
+        while i < hi:
+            if element(i, seed):
+                mine += np.uint64(1)
+            i += stride
+        _block_add(mine, out)
+
+    return kernel
 
 
-@cuda.jit(cache=_CACHE)
-def pi_kernel(lo, hi, seed, out):  # pragma: no cover - compiled
-    i = lo + np.uint64(cuda.grid(1))
-    stride = np.uint64(cuda.gridsize(1))
-    mine = np.uint64(0)
-    while i < hi:
-        mine += pi_hit(i, seed)
-        i += stride
-    _block_add(mine, out)
+def kernel(workload: Workload) -> tuple[Callable, type]:
+    """``workload``'s kernel and the integer type it takes lo, hi and seed in."""
+    index_type = np.uint64 if workload.unsigned else np.int64
+    if workload.folds:
+        return fold_kernel, np.uint64
+    element = cuda.jit(device=True)(workload.element(index_type, cuda.jit(device=True)))
+    return make_kernel(element, index_type), index_type
 
 
-KERNELS = {"count": count_kernel, "primes": primes_kernel, "pi": pi_kernel}
-
-
-def launch(workload, slices, seed, blocks, threads):
-    """Run ``workload``'s kernel over each [a, b) of ``slices``; return the total count.
+def launch(
+    kernel: Callable,
+    index_type: type,
+    slices: Iterable[tuple[int, int]],
+    seed: int,  # already as the kernel takes it (Workload.compiled_seed)
+    blocks: int,
+    threads: int,
+) -> int:
+    """Run ``kernel`` over each [a, b) of ``slices``; return the total count.
 
     Synchronises after each slice, so that Python gets control back (and sees Ctrl-C) between them.
     """
@@ -83,10 +92,9 @@ def launch(workload, slices, seed, blocks, threads):
         raise ValueError(f"threads per block must be in [1, {MAX_BLOCK}], got {threads}")
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
-    kernel = KERNELS[workload][blocks, threads]
+    configured = kernel[blocks, threads]
     out = cuda.to_device(np.zeros(1, dtype=np.uint64))
-    seed64 = np.uint64(seed)
     for a, b in slices:
-        kernel(np.uint64(a), np.uint64(b), seed64, out)
+        configured(index_type(a), index_type(b), index_type(seed), out)
         cuda.synchronize()
     return int(out.copy_to_host()[0])

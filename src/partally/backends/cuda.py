@@ -21,11 +21,10 @@ from typing import Any
 
 from partally._errors import BackendUnavailable
 from partally.backends import _gpu
+from partally.backends._common import slices
+from partally.backends.base import Backend
+from partally.workloads import BUILTINS, Workload
 
-NAME = "cuda"
-PARALLEL = False  # one GPU; `workers` does not apply
-
-KERNELS = {"count": "partally_count", "primes": "partally_primes", "pi": "partally_pi"}
 FATBIN, SOURCE = "counting.fatbin", "counting.cu"
 
 
@@ -43,8 +42,13 @@ def kernels_dir() -> Path | None:
     return None
 
 
+def _kernel_names() -> list[str]:
+    return [w.cuda_kernel for w in BUILTINS.values() if w.cuda_kernel is not None]
+
+
 @functools.cache
 def unavailable() -> str | None:
+    """Why the CUDA C++ kernels cannot run here, or None. Never raises."""
     if importlib.util.find_spec("cupy") is None:
         return f"CuPy is not installed; install it with `{_gpu.CUDA_EXTRA}`"
     reason = _gpu.problem()
@@ -59,9 +63,6 @@ def unavailable() -> str | None:
     except Exception as exc:  # never raise from a probe
         return f"CuPy cannot use the GPU ({type(exc).__name__}: {exc})"
     return None
-
-
-device = _gpu.device_name
 
 
 @functools.cache
@@ -79,7 +80,7 @@ def module() -> tuple[Any, str]:
     elif fatbin.is_file():
         try:
             loaded = cupy.RawModule(path=str(fatbin))
-            for name in KERNELS.values():
+            for name in _kernel_names():
                 loaded.get_function(name)  # loads the module: the driver picks SASS or PTX here
             return loaded, "fatbin"
         except Exception as exc:  # e.g. CUDA_ERROR_NO_BINARY_FOR_GPU, UNSUPPORTED_PTX_VERSION
@@ -94,7 +95,7 @@ def module() -> tuple[Any, str]:
             options=("-std=c++17", f"-I{folder}"),
             backend="nvrtc",
         )
-        for name in KERNELS.values():
+        for name in _kernel_names():
             compiled.get_function(name)
     except Exception as exc:
         raise BackendUnavailable(
@@ -104,32 +105,60 @@ def module() -> tuple[Any, str]:
     return compiled, "nvrtc"
 
 
-def count(
-    workload: str,
-    lo: int,
-    hi: int,
-    *,
-    workers: int = 1,
-    seed: int = 0,
-    blocks: int | None = None,
-    threads: int = _gpu.THREADS,
-) -> int:
-    """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized to
-    the device; ``threads`` a multiple of 32 up to 1024). ``workers`` is ignored."""
-    if threads % 32 or not 32 <= threads <= 1024:
-        raise ValueError(f"threads per block must be a multiple of 32 in [32, 1024], got {threads}")
-    if blocks is not None and blocks < 1:
-        raise ValueError(f"blocks must be >= 1, got {blocks}")
-    if hi <= lo:
-        return 0
-    import cupy
-    import numpy as np
+class CudaBackend(Backend):
+    name = "cuda"
+    family = "C++"
+    compiled = True
+    has_startup = True
+    gpu = True
 
-    kernel = module()[0].get_function(KERNELS[workload])
-    grid = (blocks or _gpu.default_blocks(),)
-    out = cupy.zeros(1, dtype=cupy.uint64)
-    stream = cupy.cuda.get_current_stream()
-    for a, b in _gpu.slices(workload, lo, hi):
-        kernel(grid, (threads,), (np.uint64(a), np.uint64(b), np.uint64(seed), out))
-        stream.synchronize()  # Python sees Ctrl-C between launches
-    return int(out.get()[0])
+    def unavailable(self) -> str | None:
+        return unavailable()
+
+    def supports(self, workload: Workload) -> str | None:
+        if workload.cuda_kernel is None:
+            return (
+                f"runs CUDA C++ kernels, and workload {workload.name!r} has none "
+                "(a Python function: use 'numba-cuda' for it on the GPU)"
+            )
+        return None
+
+    def device(self) -> str:
+        return _gpu.device_name()
+
+    @property
+    def started(self) -> bool:
+        return module.cache_info().currsize > 0
+
+    def count(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int = 1,
+        seed: int = 0,
+        blocks: int | None = None,
+        threads: int = _gpu.THREADS,
+    ) -> int:
+        """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized
+        to the device; ``threads`` a multiple of 32 up to 1024). ``workers`` is ignored."""
+        if threads % 32 or not 32 <= threads <= 1024:
+            raise ValueError(
+                f"threads per block must be a multiple of 32 in [32, 1024], got {threads}"
+            )
+        if blocks is not None and blocks < 1:
+            raise ValueError(f"blocks must be >= 1, got {blocks}")
+        if hi <= lo:
+            return 0
+        import cupy
+        import numpy as np
+
+        kernel = module()[0].get_function(workload.cuda_kernel)
+        grid = (blocks or _gpu.default_blocks(),)
+        out = cupy.zeros(1, dtype=cupy.uint64)
+        stream = cupy.cuda.get_current_stream()
+        for a, b in slices(lo, hi, workload.gpu_slice):
+            kernel(grid, (threads,), (np.uint64(a), np.uint64(b), np.uint64(seed), out))
+            stream.synchronize()  # Python sees Ctrl-C between launches
+        return int(out.get()[0])

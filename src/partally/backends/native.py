@@ -5,39 +5,41 @@ from __future__ import annotations
 import functools
 from types import ModuleType
 
-from partally.backends._common import cpu_device, interruptible_slices
-
-NAME = "native"
-PARALLEL = True
-
-
-@functools.cache
-def _module() -> ModuleType | ImportError:
-    try:
-        from partally import _native
-    except ImportError as exc:
-        return exc
-    return _native
-
-device = cpu_device
+from partally.backends._common import slices
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
 
-def unavailable() -> str | None:
-    module = _module()
-    if isinstance(module, ImportError):
-        return (
-            f"the C++ extension partally._native is not built ({module}); "
-            "reinstall with `pip install .` on a machine with a C++17 compiler and CMake"
-        )
-    return None
+class NativeBackend(Backend):
+    name = "native"
+    family = "C++"
+    compiled = True
+    uses_workers = True
 
+    @functools.cached_property
+    def _module(self) -> ModuleType | ImportError:
+        try:
+            from partally import _native
+        except ImportError as exc:
+            return exc
+        return _native
 
-def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
-    native = _module()
-    total = 0
-    for a, b in interruptible_slices(workload, lo, hi):
-        if workload == "pi":
-            total += native.pi(a, b, seed, workers)
-        else:
-            total += getattr(native, workload)(a, b, workers)
-    return total
+    def unavailable(self) -> str | None:
+        if isinstance(self._module, ImportError):
+            return (
+                f"the C++ extension partally._native is not built ({self._module}); "
+                "reinstall with `pip install .` on a machine with a C++17 compiler and CMake"
+            )
+        return None
+
+    def supports(self, workload: Workload) -> str | None:
+        if workload.native_kernel is None:
+            return f"runs C++ kernels, and workload {workload.name!r} has none (a Python function)"
+        return None
+
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        kernel = getattr(self._module, workload.native_kernel)
+        total = 0
+        for a, b in slices(lo, hi, workload.cpu_slice):
+            total += kernel(a, b, seed, workers)
+        return total

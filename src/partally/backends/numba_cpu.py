@@ -1,46 +1,61 @@
-"""``numba``: the workloads' Python predicates compiled by Numba, ``prange`` over chunks.
+"""``numba``: a workload's Python predicate compiled by Numba, ``prange`` over chunks.
 
-Compiled code is cached on disk, so only the first run on a machine pays for compilation.
+Compiled kernels are kept per workload and cached on disk where Numba can (the first run on a
+machine pays for compilation, later processes load it).
 """
 
 from __future__ import annotations
 
-import functools
-from types import ModuleType
+import threading
+from collections.abc import Callable
 
-from partally.backends._common import cpu_device, interruptible_slices
+from partally._machine import cores
+from partally.backends._common import slices
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
-NAME = "numba"
-PARALLEL = True
 _CHUNKS_PER_WORKER = 4  # static schedule: a little slack for uneven chunks (primes)
 
 
-@functools.cache
-def _kernels() -> ModuleType:
-    from partally.backends import _numba_kernels
+class NumbaBackend(Backend):
+    name = "numba"
+    family = "Numba"
+    compiled = True
+    uses_workers = True
+    has_startup = True
 
-    return _numba_kernels
+    def __init__(self) -> None:
+        self._kernels: dict[Workload, tuple[Callable, type]] = {}
+        self._lock = threading.Lock()
 
-device = cpu_device
+    def unavailable(self) -> str | None:
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            return f"numba is not installed ({exc}); install it with `pip install numba`"
+        return None
 
+    @property
+    def started(self) -> bool:
+        return bool(self._kernels)
 
-def unavailable() -> str | None:
-    try:
-        import numba  # noqa: F401
-    except ImportError as exc:
-        return f"numba is not installed ({exc}); install it with `pip install numba`"
-    return None
+    def _kernel(self, workload: Workload) -> tuple[Callable, type]:
+        found = self._kernels.get(workload)
+        if found is None:
+            with self._lock:
+                from partally.backends import _numba_kernels
 
+                found = self._kernels.setdefault(workload, _numba_kernels.kernel(workload))
+        return found
 
-def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
-    import numba
-    import numpy as np
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        import numba
 
-    kernels = _kernels()
-    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
-    kind, seed64 = kernels.KIND[workload], np.uint64(seed)
-    total = 0
-    for a, b in interruptible_slices(workload, lo, hi):
-        chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
-        total += int(kernels.count_range(kind, a, b, seed64, chunks))
-    return total
+        kernel, index_type = self._kernel(workload)
+        numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS, cores())))
+        seed = index_type(workload.compiled_seed(seed))
+        total = 0
+        for a, b in slices(lo, hi, workload.cpu_slice):
+            chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
+            total += int(kernel(a, b, seed, chunks))
+        return total

@@ -1,4 +1,4 @@
-"""``numba-cuda``: the workloads' Python predicates compiled by numba-cuda as device functions.
+"""``numba-cuda``: a workload's Python predicate compiled by numba-cuda as a device function.
 
 A grid-stride kernel per workload with a per-block reduction (``_numba_cuda_kernels``), run on the
 default CUDA device (the first in ``CUDA_VISIBLE_DEVICES``). ``workers`` is ignored: the grid is
@@ -12,70 +12,94 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from types import ModuleType
+import threading
+from collections.abc import Callable
 
 from partally.backends import _gpu
+from partally.backends._common import slices
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
-NAME = "numba-cuda"
-PARALLEL = False  # one GPU; `workers` does not apply
 
-
-def _simulated() -> bool:
+def simulated() -> bool:
+    """Whether numba-cuda runs on its CPU simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-@functools.cache
-def _kernels() -> ModuleType:
-    from partally.backends import _numba_cuda_kernels
+class NumbaCudaBackend(Backend):
+    name = "numba-cuda"
+    family = "Numba"
+    compiled = True
+    has_startup = True
+    gpu = True
 
-    return _numba_cuda_kernels
+    def __init__(self) -> None:
+        self._kernels: dict[Workload, tuple[Callable, type]] = {}
+        self._lock = threading.Lock()
 
+    @functools.cache  # noqa: B019 - one backend object per process
+    def unavailable(self) -> str | None:
+        if importlib.util.find_spec("numba_cuda") is None:
+            return f"numba-cuda is not installed; install it with `{_gpu.CUDA_EXTRA}`"
+        if simulated():
+            return None
+        reason = _gpu.problem()
+        if reason is not None:
+            return reason
+        try:
+            from numba import cuda
 
-@functools.cache
-def unavailable() -> str | None:
-    if importlib.util.find_spec("numba_cuda") is None:
-        return f"numba-cuda is not installed; install it with `{_gpu.CUDA_EXTRA}`"
-    if _simulated():
+            if not cuda.is_available():
+                error = (cuda.cuda_error() or "").strip().splitlines()
+                if error:
+                    return f"numba-cuda cannot use the CUDA driver: {error[0]}"
+                return (
+                    "numba-cuda cannot find NVVM (the CUDA compiler library): install the CUDA "
+                    f"toolkit pieces with `{_gpu.CUDA_EXTRA}`, or point CUDA_HOME at a CUDA toolkit"
+                )
+        except Exception as exc:  # never raise from a probe
+            return f"numba-cuda failed to initialise CUDA ({type(exc).__name__}: {exc})"
         return None
-    reason = _gpu.problem()
-    if reason is not None:
-        return reason
-    try:
-        from numba import cuda
 
-        if not cuda.is_available():
-            error = (cuda.cuda_error() or "").strip().splitlines()
-            if error:
-                return f"numba-cuda cannot use the CUDA driver: {error[0]}"
-            return (
-                "numba-cuda cannot find NVVM (the CUDA compiler library): install the CUDA "
-                f"toolkit pieces with `{_gpu.CUDA_EXTRA}`, or point CUDA_HOME at a CUDA toolkit"
-            )
-    except Exception as exc:  # never raise from a probe
-        return f"numba-cuda failed to initialise CUDA ({type(exc).__name__}: {exc})"
-    return None
+    def device(self) -> str:
+        if simulated():
+            return "GPU: numba-cuda simulator on the CPU (NUMBA_ENABLE_CUDASIM=1)"
+        return _gpu.device_name()
 
+    @property
+    def started(self) -> bool:
+        return bool(self._kernels)
 
-def device() -> str:
-    if _simulated():
-        return "GPU: numba-cuda simulator on the CPU (NUMBA_ENABLE_CUDASIM=1)"
-    return _gpu.device_name()
+    def kernel(self, workload: Workload) -> tuple[Callable, type]:
+        """``workload``'s compiled kernel (made once) and the integer type it takes."""
+        found = self._kernels.get(workload)
+        if found is None:
+            with self._lock:
+                from partally.backends import _numba_cuda_kernels
 
+                found = self._kernels.setdefault(workload, _numba_cuda_kernels.kernel(workload))
+        return found
 
-def count(
-    workload: str,
-    lo: int,
-    hi: int,
-    *,
-    workers: int = 1,
-    seed: int = 0,
-    blocks: int | None = None,
-    threads: int = _gpu.THREADS,
-) -> int:
-    """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized to
-    the device). ``workers`` is accepted for the common face and ignored."""
-    if hi <= lo:
-        return 0
-    if blocks is None:
-        blocks = 1 if _simulated() else _gpu.default_blocks()
-    return _kernels().launch(workload, _gpu.slices(workload, lo, hi), seed, blocks, threads)
+    def count(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int = 1,
+        seed: int = 0,
+        blocks: int | None = None,
+        threads: int = _gpu.THREADS,
+    ) -> int:
+        """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized to
+        the device). ``workers`` is accepted for the common face and ignored."""
+        if hi <= lo:
+            return 0
+        if blocks is None:
+            blocks = 1 if simulated() else _gpu.default_blocks()
+        from partally.backends import _numba_cuda_kernels
+
+        kernel, index_type = self.kernel(workload)
+        pieces = slices(lo, hi, workload.gpu_slice)
+        seed = workload.compiled_seed(seed)
+        return _numba_cuda_kernels.launch(kernel, index_type, pieces, seed, blocks, threads)

@@ -20,22 +20,12 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from partally.backends._common import cpu_device, split_range
-from partally.workloads import count_range
+from partally.backends._common import split_range
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
-NAME = "processes"
-PARALLEL = True
 _TASKS_PER_WORKER = 4  # a little slack for uneven chunks (primes)
 _MIN_TASK = 10_000  # elements: a task's round trip costs ~0.3 ms, 10**4 pure-Python steps more
-
-_pool: ProcessPoolExecutor | None = None
-_pool_workers = 0
-
-device = cpu_device
-
-
-def unavailable() -> str | None:
-    return None
 
 
 def _start_worker(parent: int) -> None:
@@ -50,18 +40,8 @@ def _exit_without(parent: int) -> None:
     os._exit(1)
 
 
-def _get_pool(workers: int) -> ProcessPoolExecutor:
-    global _pool, _pool_workers
-    if _pool is None or _pool_workers != workers:
-        shutdown()
-        # spawn: safe beside threads (Numba's, the caller's); the pool is kept, so its start-up
-        # cost is paid once.
-        context = multiprocessing.get_context("spawn")
-        _pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
-        )
-        _pool_workers = workers
-    return _pool
+def _count_task(workload: Workload, lo: int, hi: int, seed: int) -> int:
+    return workload.count_range(lo, hi, seed)
 
 
 @contextlib.contextmanager
@@ -83,42 +63,71 @@ def _main_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
-def worker_pids() -> list[int]:
-    """Process ids of the live pool's workers (empty when no pool is running)."""
-    return [] if _pool is None else sorted(_pool._processes)  # noqa: SLF001
+class ProcessesBackend(Backend):
+    name = "processes"
+    family = "Python"
+    runs_python = True
+    uses_workers = True
+    has_startup = True
 
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_workers = 0
+        self._lock = threading.RLock()
+        atexit.register(self.close, kill=True)
 
-def shutdown(kill: bool = False) -> None:
-    """Stop the pool (at once, killing its workers, if ``kill``); the next call starts a new one."""
-    global _pool
-    pool, _pool = _pool, None
-    if pool is None:
-        return
-    if kill:
-        processes = list(pool._processes.values())  # noqa: SLF001
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.kill()
-        for process in processes:
-            process.join()
-    pool.shutdown(wait=True, cancel_futures=True)
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
 
+    def _get_pool(self, workers: int) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pool_workers != workers:
+                self.close()
+                # spawn: safe beside threads (Numba's, the caller's); the pool is kept, so its
+                # start-up cost is paid once.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(
+                    workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+                )
+                self._pool_workers = workers
+            return self._pool
 
-atexit.register(shutdown, kill=True)
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live pool's workers (empty when no pool is running)."""
+        pool = self._pool
+        return [] if pool is None else sorted(pool._processes)  # noqa: SLF001
 
+    def close(self, kill: bool = False) -> None:
+        """Stop the pool (at once, killing its workers, if ``kill``); the next call starts one."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            processes = list(pool._processes.values())  # noqa: SLF001
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.kill()
+            for process in processes:
+                process.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
-def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
-    pieces = split_range(lo, hi, min(workers * _TASKS_PER_WORKER, -(-(hi - lo) // _MIN_TASK)))
-    if not pieces:
-        return 0
-    pool = _get_pool(workers)
-    try:
-        with _main_script_hidden():
-            futures = [pool.submit(count_range, workload, a, b, seed) for a, b in pieces]
-        return sum(future.result() for future in futures)
-    except BrokenProcessPool as exc:
-        shutdown(kill=True)
-        raise RuntimeError("a worker process of the 'processes' backend died; run again") from exc
-    except BaseException:  # Ctrl-C or an error: no partial sum, no worker left running
-        shutdown(kill=True)
-        raise
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        parts = min(workers * _TASKS_PER_WORKER, -(-(hi - lo) // _MIN_TASK))
+        pieces = split_range(lo, hi, parts)
+        if not pieces:
+            return 0
+        pool = self._get_pool(workers)
+        try:
+            with _main_script_hidden():
+                futures = [pool.submit(_count_task, workload, a, b, seed) for a, b in pieces]
+            return sum(future.result() for future in futures)
+        except BrokenProcessPool as exc:
+            self.close(kill=True)
+            raise RuntimeError(
+                "a worker process of the 'processes' backend died; run again"
+            ) from exc
+        except BaseException:  # Ctrl-C or an error: no partial sum, no worker left running
+            self.close(kill=True)
+            raise

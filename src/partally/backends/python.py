@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from partally.backends._common import cpu_device
-from partally.workloads import count_range
-
-NAME = "python"
-PARALLEL = False
-
-device = cpu_device
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
 
-def unavailable() -> str | None:
-    return None
+class PythonBackend(Backend):
+    name = "python"
+    family = "Python"
+    runs_python = True
 
-
-def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
-    return count_range(workload, lo, hi, seed)
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        return workload.count_range(lo, hi, seed)

@@ -20,19 +20,18 @@ import functools
 import logging
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
 from partally._errors import BackendUnavailable
 from partally.backends import get as get_backend
-from partally.backends._common import cpu_device, split_range
+from partally._machine import cpu_device
+from partally.backends._common import split_range
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
-NAME = "ray"
-PARALLEL = True
 _TASKS_PER_CPU = 4
-# Shortest chunk worth a task: about 10 ms of single-core numba (pi ~1e9/s, primes ~1e7/s).
-# `count` folds to `hi - lo` in compiled code: one task does it all.
-_MIN_CHUNK = {"count": 2**62, "primes": 2**17, "pi": 2**24}
 _MAX_RETRIES = 3  # per task, when its worker or node dies
 _CONNECT_TIMEOUT_S = 3.0  # for the TCP probe of RAY_ADDRESS
 _CONNECT_WINDOW_ENV, _CONNECT_WINDOW_S = "RAY_gcs_server_port_wait_time_s", 3  # Ray's own retries
@@ -77,7 +76,7 @@ def _worker_kernel() -> str:
     return "python"
 
 
-def _count_chunk(workload: str, lo: int, hi: int, seed: int) -> int:
+def _count_chunk(workload: Workload, lo: int, hi: int, seed: int) -> int:
     """One task: count [lo, hi) on this worker's fastest kernel, on one thread."""
     return get_backend(_worker_kernel()).count(workload, lo, hi, workers=1, seed=seed)
 
@@ -218,14 +217,14 @@ def worker_info() -> tuple[str, int]:
     return ray.get(_remote(ray)[1].remote())
 
 
-def plan(workload: str, lo: int, hi: int, cpus: int) -> list[tuple[int, int]]:
+def plan(workload: Workload, lo: int, hi: int, cpus: int) -> list[tuple[int, int]]:
     """The chunks [lo, hi) is cut into for ``cpus`` CPUs: a few per CPU, none too short."""
     size = hi - lo
-    longest_useful = max(1, size // _MIN_CHUNK[workload])
+    longest_useful = max(1, size // workload.task_min)  # ~10 ms of one core a task
     return split_range(lo, hi, min(cpus * _TASKS_PER_CPU, longest_useful))
 
 
-def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
+def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
     if hi <= lo:
         return 0
     ray = _connect()
@@ -252,3 +251,26 @@ def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
         for ref in pending:  # Ctrl-C or an error: nothing left running, no partial sum
             ray.cancel(ref)
     return total
+
+
+class RayBackend(Backend):
+    name = "ray"
+    uses_workers = True
+    has_startup = True
+
+    def unavailable(self) -> str | None:
+        return unavailable()
+
+    def device(self) -> str:
+        return device()
+
+    @property
+    def started(self) -> bool:
+        ray = sys.modules.get("ray")
+        return ray is not None and ray.is_initialized()
+
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        return count(workload, lo, hi, workers=workers, seed=seed)
+
+    def close(self) -> None:
+        shutdown()

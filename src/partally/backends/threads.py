@@ -5,42 +5,51 @@ Serialised by the GIL on standard CPython (the guide's point); parallel on free-
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from partally.backends._common import cpu_device, split_range
-from partally.workloads import count_range
+from partally.backends._common import split_range
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
-NAME = "threads"
-PARALLEL = True
 _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's time
 
-device = cpu_device
 
+class ThreadsBackend(Backend):
+    name = "threads"
+    family = "Python"
+    runs_python = True
+    gil_bound = True
+    uses_workers = True
 
-def unavailable() -> str | None:
-    return None
+    def __init__(self) -> None:
+        self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
 
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        """The pool for this many workers, kept for later calls; a pool of another size is retired."""
+        with self._lock:
+            if workers not in self._pools:
+                for old in self._pools.values():
+                    old.shutdown(wait=False, cancel_futures=True)
+                self._pools.clear()
+                self._pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="partally")
+            return self._pools[workers]
 
-_pools: dict[int, ThreadPoolExecutor] = {}
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        if hi - lo <= _CHUNK or workers == 1:
+            return workload.count_range(lo, hi, seed)
+        pieces = split_range(lo, hi, max(workers, -(-(hi - lo) // _CHUNK)))
+        pool = self._pool(workers)
+        futures = [pool.submit(workload.count_range, a, b, seed) for a, b in pieces]
+        try:
+            return sum(future.result() for future in futures)
+        finally:
+            for future in futures:
+                future.cancel()
 
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The pool for this many workers, kept for later calls; a pool of another size is retired."""
-    if workers not in _pools:
-        for old in _pools.values():
-            old.shutdown(wait=False, cancel_futures=True)
-        _pools.clear()
-        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="partally")
-    return _pools[workers]
-
-
-def count(workload: str, lo: int, hi: int, *, workers: int, seed: int) -> int:
-    if hi - lo <= _CHUNK or workers == 1:
-        return count_range(workload, lo, hi, seed)
-    pieces = split_range(lo, hi, max(workers, -(-(hi - lo) // _CHUNK)))
-    futures = [_pool(workers).submit(count_range, workload, a, b, seed) for a, b in pieces]
-    try:
-        return sum(future.result() for future in futures)
-    finally:
-        for future in futures:
-            future.cancel()
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._pools.clear()

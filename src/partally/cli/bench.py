@@ -12,21 +12,22 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from partally import _bench
+from partally.bench import run as _bench
+from partally.cli import PREFIX
+from partally.cli.args import workload_argument
+from partally.workloads import Workload
 
-_PROG = "partally bench"
 GUIDE_TASKS, GUIDE_COUNTS = 4, 10**7  # the guide: 4 tasks of 10**7 counts
 GUIDE_REPEAT, GUIDE_BUDGET_S = 3, 600.0  # the guide's rows must run: no practical budget
-IO_ARGS = {"requests": 1000, "latency": 0.05, "limit": 100}
 
 
-class _BadArgument(ValueError):
+class BadArgument(ValueError):
     """One line for stderr: what was wrong and what is accepted."""
 
 
 @dataclass
 class _Plan:
-    workloads: list[str]
+    workloads: list[Workload]
     sizes: list[int]
     backends: list[str]
     unavailable: dict[str, str]
@@ -48,7 +49,8 @@ def add_bench_command(commands: Any) -> None:
     )
     bench.add_argument(
         "--workload", nargs="+", action="extend", metavar="W",
-        help="count, primes, pi (repeatable or comma-separated; default: all three)",
+        help="count, primes, pi or module:function (your own); repeatable or comma-separated; "
+        "default: the three built-ins",
     )
     bench.add_argument("--sizes", metavar="N,N,...",
                        help="sizes such as 1e3,1e6,10**7 (default 1e3..1e7)")
@@ -68,19 +70,15 @@ def add_bench_command(commands: Any) -> None:
     bench.add_argument("--quick", action="store_true", help="tiny sizes, few runs: a smoke test")
     bench.add_argument("--guide", action="store_true",
                        help="the guide's experiment: 4 tasks of 10**7 counts on every backend")
-    bench.add_argument("--io", action="store_true",
-                       help="the IO bench instead: sequential, threads and asyncio fetches")
     bench.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
         plan = _check(args)
-    except _BadArgument as exc:
-        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+    except BadArgument as exc:
+        print(f"{PREFIX} {exc}", file=sys.stderr)
         return 2
-    if args.io:
-        return _run_io(args)
     return _run_counting(args, plan)
 
 
@@ -88,30 +86,30 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> _Plan:
-    from partally._cli import parse_size
-    from partally.backends import NAMES
-    from partally.workloads import INDEX_LIMIT, PRIMES_LIMIT, WORKLOADS
+    from partally.cli.args import parse_size
+    from partally.backends import names
+    from partally.workloads import INDEX_LIMIT
 
     if args.guide and (args.workload or args.sizes):
-        raise _BadArgument("--guide fixes the workload (count) and the size (4 x 10**7)")
-    if args.io and (args.guide or args.quick):
-        raise _BadArgument("--io runs the IO bench alone; drop --guide / --quick")
+        raise BadArgument("--guide fixes the workload (count) and the size (4 x 10**7)")
 
-    workloads = []
+    workloads: list[Workload] = []
     for item in args.workload or (["count"] if args.guide else _bench.DEFAULT_WORKLOADS):
         for name in filter(None, (part.strip() for part in item.split(","))):
-            if name not in WORKLOADS:
-                raise _BadArgument(f"unknown workload {name!r}; expected one of {list(WORKLOADS)}")
-            if name not in workloads:
-                workloads.append(name)
+            try:
+                chosen = workload_argument(name)
+            except argparse.ArgumentTypeError as exc:
+                raise BadArgument(f"--workload: {exc}") from None
+            if chosen not in workloads:
+                workloads.append(chosen)
 
     def number(text: str, what: str, low: int = 1) -> int:
         try:
             value = parse_size(text)
         except argparse.ArgumentTypeError as exc:
-            raise _BadArgument(f"{what}: {exc}") from None
+            raise BadArgument(f"{what}: {exc}") from None
         if value < low:
-            raise _BadArgument(f"{what}: {text!r} must be >= {low}")
+            raise BadArgument(f"{what}: {text!r} must be >= {low}")
         return value
 
     if args.guide:
@@ -119,26 +117,29 @@ def _check(args: argparse.Namespace) -> _Plan:
     elif args.sizes is not None:
         parts = [part.strip() for part in args.sizes.split(",") if part.strip()]
         if not parts:
-            raise _BadArgument("--sizes: give at least one size, e.g. --sizes 1e3,1e6")
+            raise BadArgument("--sizes: give at least one size, e.g. --sizes 1e3,1e6")
         sizes = sorted({number(part, "--sizes") for part in parts})
     else:
         sizes = list(_bench.QUICK_SIZES if args.quick else _bench.DEFAULT_SIZES)
     if sizes[-1] > INDEX_LIMIT:
-        raise _BadArgument(f"--sizes: {sizes[-1]} is past 2**63 - 1")
-    if "primes" in workloads and sizes[-1] > PRIMES_LIMIT:
-        raise _BadArgument(f"--sizes: primes is exact only up to 2**32, got {sizes[-1]}")
+        raise BadArgument(f"--sizes: {sizes[-1]} is past 2**63 - 1")
+    for chosen in workloads:
+        if sizes[-1] > chosen.limit:
+            raise BadArgument(
+                f"--sizes: {chosen.name} is exact only up to {chosen.limit}, got {sizes[-1]}"
+            )
 
-    known = [*NAMES, _bench.AUTO]
+    known = [*names(), _bench.AUTO]
     requested = None
     if args.backends is not None:
         requested = [part.strip() for part in args.backends.split(",") if part.strip()]
         if not requested:
-            raise _BadArgument(f"--backends: give at least one of {known}")
+            raise BadArgument(f"--backends: give at least one of {known}")
         for name in requested:
             if name not in known:
-                raise _BadArgument(f"unknown backend {name!r}; expected one of {known}")
+                raise BadArgument(f"unknown backend {name!r}; expected one of {known}")
     elif args.guide:
-        requested = list(NAMES)  # the ways of running, not the chooser
+        requested = list(names())  # the ways of running, not the chooser
 
     repeat_default = _bench.QUICK_REPEAT if args.quick else _bench.DEFAULT_REPEAT
     repeat = number(args.repeat, "--repeat") if args.repeat else (
@@ -149,18 +150,18 @@ def _check(args: argparse.Namespace) -> _Plan:
 
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
-            _check_writable(flag, path)
+            check_writable(flag, path)
     if args.plot is not None:
         _check_plot(args.plot)
 
-    backends, unavailable = ([], {}) if args.io else _bench.select_backends(requested)
+    backends, unavailable = _bench.select_backends(requested, workloads)
     return _Plan(workloads, sizes, backends, unavailable, repeat, workers, budget)
 
 
 def _default_workers() -> int:
-    from partally.backends._common import default_workers
+    from partally._machine import cores
 
-    return default_workers()
+    return cores()
 
 
 def _budget(args: argparse.Namespace) -> float:
@@ -173,34 +174,35 @@ def _budget(args: argparse.Namespace) -> float:
     except ValueError:
         budget = float("nan")
     if not budget > 0 or budget == float("inf"):
-        raise _BadArgument(f"--budget: {args.budget!r} is not a positive number of seconds")
+        raise BadArgument(f"--budget: {args.budget!r} is not a positive number of seconds")
     return budget
 
 
-def _check_writable(flag: str, path: str) -> None:
+def check_writable(flag: str, path: str) -> None:
+    """``BadArgument`` unless a file can be written at ``path`` (checked before any work)."""
     if os.path.isdir(path):
-        raise _BadArgument(f"{flag}: {path!r} is a directory; give a file name")
+        raise BadArgument(f"{flag}: {path!r} is a directory; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise _BadArgument(f"{flag}: cannot write {path!r}: folder {folder!r} does not exist")
+        raise BadArgument(f"{flag}: cannot write {path!r}: folder {folder!r} does not exist")
     target = path if os.path.exists(path) else folder
     if not os.access(target, os.W_OK):
-        raise _BadArgument(f"{flag}: cannot write {path!r}: permission denied")
+        raise BadArgument(f"{flag}: cannot write {path!r}: permission denied")
 
 
 def _check_plot(path: str) -> None:
-    from partally._bench_plot import PlotUnavailable, require_matplotlib
+    from partally.bench.plot import PlotUnavailable, require_matplotlib
 
     try:
         require_matplotlib()
     except PlotUnavailable as exc:
-        raise _BadArgument(str(exc)) from None
+        raise BadArgument(str(exc)) from None
     from matplotlib.figure import Figure
 
     formats = Figure().canvas.get_supported_filetypes()
     suffix = os.path.splitext(path)[1].lstrip(".").lower()
     if suffix not in formats:
-        raise _BadArgument(
+        raise BadArgument(
             f"--plot: cannot tell the image format of {path!r}; end it in one of "
             f"{sorted(formats)} (e.g. bench.png)"
         )
@@ -213,16 +215,16 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from partally import _bench_report
+    from partally.bench import report as _bench_report
 
     out, err = Console(), Console(stderr=True)
     if not out.is_terminal:  # a file or a pipe: wide enough that no cell wraps
         out.width = max(out.width, 120)
     if not plan.backends:
-        err.print("no backend to time: " + "; ".join(
+        err.print(f"{PREFIX} no backend to time: " + "; ".join(
             f"{name}: {reason}" for name, reason in plan.unavailable.items()),
             markup=False, highlight=False)
-        return 0
+        return 2
     cells = len(plan.workloads) * len(plan.backends) * (1 + len(plan.sizes))
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -249,7 +251,7 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
         _bench_report.write_json(data, args.json)
         err.print(f"wrote {args.json}", highlight=False)
     if args.plot:
-        from partally import _bench_plot
+        from partally.bench import plot as _bench_plot
 
         _bench_plot.plot(data, args.plot)
         err.print(f"wrote {args.plot}", highlight=False)
@@ -257,23 +259,3 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
         err.print(_bench.describe_failure(m), style="bold red", markup=False, highlight=False,
                   soft_wrap=True)
     return 0 if bench.ok else 1
-
-
-def _run_io(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from partally import _bench_report
-    from partally._io_bench import run_io_bench
-
-    console = Console()
-    rows = run_io_bench(console=console, **IO_ARGS)
-    if args.json:
-        data = {
-            "schema": _bench_report.SCHEMA,
-            "machine": _bench_report.machine(),
-            "config": {"io": True, **IO_ARGS},
-            "io": rows,
-        }
-        _bench_report.write_json(data, args.json)
-        Console(stderr=True).print(f"wrote {args.json}", highlight=False)
-    return 0

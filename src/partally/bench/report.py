@@ -11,15 +11,14 @@ import datetime
 import json
 import os
 import platform
-import re
-import shutil
-import subprocess
 import sys
 import sysconfig
 from importlib import metadata
 from typing import Any
 
-from partally._bench import (
+from partally._format import rate, seconds, size
+
+from partally.bench.run import (
     AUTO,
     ERROR,
     MISMATCH,
@@ -37,13 +36,13 @@ GUIDE_SECONDS = {"python": 1.13, "processes": 0.72}  # the guide's sequential an
 # fastest, not the first: a slow outlier at small n (a thread waking late) must not hide growth.
 FLAT_SPAN = 100
 FLAT_SLOPE = 0.2
-COMPILED = ("numba", "native", "numba-cuda", "cuda")  # LLVM, g++ and nvcc fold `count`
 
-_DESCRIPTIONS = {
-    "count": "count every i in [0, n) (the guide's loop)",
-    "primes": "count the primes below n",
-    "pi": "count the random points in the quarter circle (seed 0)",
-}
+
+def _compiled(name: str | None) -> bool:
+    """Whether backend ``name`` compiles the workload (LLVM, g++ and nvcc fold `count`)."""
+    from partally.backends import get, names
+
+    return name in names() and get(name).compiled
 _VERSIONS = (
     "partally", "numpy", "numba", "llvmlite", "numba-cuda", "cupy-cuda12x", "cupy", "ray",
     "rich", "matplotlib",
@@ -58,11 +57,11 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
     order = {name: k for k, name in enumerate(bench.backends)}
     rows = []
     for workload in bench.workloads:
-        measured = bench.rows(workload)
+        measured = bench.rows(workload.name)
         python = {m.n: m.median for m in measured if m.backend == "python" and m.status == OK}
         timed: dict[str, list[tuple[int, float]]] = {}
         for name in bench.backends:
-            points = dict(bench.probes.get((workload, name), {}))
+            points = dict(bench.probes.get((workload.name, name), {}))
             points.update((m.n, m.median) for m in measured if m.backend == name and m.timed)
             timed[name] = sorted(points.items())
         for m in sorted(measured, key=lambda m: (m.n, order.get(m.backend, len(order)))):
@@ -96,7 +95,7 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
                     row["python_extrapolated"] = extrapolated
                     row["speedup_vs_python"] = base / m.median
                 if _flat(timed[m.backend], m.n, m.median):
-                    folded = m.workload == "count" and (m.chose or m.backend) in COMPILED
+                    folded = workload.folds and _compiled(m.chose or m.backend)
                     row["flat"] = "folded" if folded else "overhead"
             rows.append(row)
     return rows
@@ -113,7 +112,7 @@ def _flat(points: list[tuple[int, float]], n: int, seconds: float) -> bool:
 
 def machine() -> dict[str, Any]:
     """The machine and software a bench ran on."""
-    from partally.backends._common import cpu_device, default_workers
+    from partally._machine import cores, cpu_model, gpu_names
 
     versions = {}
     for name in _VERSIONS:
@@ -122,31 +121,16 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pass
     return {
-        "cpu": re.sub(r" \(\d+ cores?\)$", "", cpu_device().removeprefix("CPU: ")),
-        "cores_usable": default_workers(),
+        "cpu": cpu_model(),
+        "cores_usable": cores(),
         "cores_total": os.cpu_count(),
-        "gpu": _gpu(),
+        "gpu": gpu_names(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "platform": platform.platform(),
         "versions": versions,
     }
-
-
-def _gpu() -> str | None:
-    """The GPUs nvidia-smi reports, or None (no driver, no device)."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return "; ".join(line.strip() for line in out.splitlines() if line.strip()) or None
 
 
 def report(bench: Bench) -> dict[str, Any]:
@@ -157,7 +141,9 @@ def report(bench: Bench) -> dict[str, Any]:
         "machine": machine(),
         "config": {
             "guide": bench.guide,
-            "workloads": bench.workloads,
+            "workloads": [workload.name for workload in bench.workloads],
+            "descriptions": {workload.name: workload.description for workload in bench.workloads},
+            "folded": [workload.name for workload in bench.workloads if workload.folds],
             "sizes": bench.sizes,
             "backends": bench.backends,
             "repeat": bench.repeat,
@@ -186,33 +172,6 @@ def write_json(data: dict[str, Any], path: str) -> None:
 # ----------------------------------------------------------------------------- formatting
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def rate(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}/s"
-    return f"{value:.3g} /s"
-
-
-def size(n: int) -> str:
-    """1e7 for 10**7, 4e7, 2**32 ... : short and accepted back by --sizes."""
-    if n >= 1000 and n & (n - 1) == 0 and n.bit_length() > 20:
-        return f"2**{n.bit_length() - 1}"
-    digits = f"{n:d}".rstrip("0")
-    zeros = len(f"{n:d}") - len(digits)
-    if n >= 1000 and len(digits) == 1:
-        return f"{digits}e{zeros}"
-    return f"{n:,}"
 
 
 def _speedup(row: dict[str, Any]) -> str:
@@ -299,6 +258,10 @@ def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
     return lines
 
 
+def _description(data: dict[str, Any], workload: str) -> str:
+    return data["config"].get("descriptions", {}).get(workload, workload)
+
+
 def render(data: dict[str, Any], console: Any) -> None:
     """Print a rich table per workload (or the guide's comparison), with notes under each."""
     from rich.table import Table
@@ -309,7 +272,7 @@ def render(data: dict[str, Any], console: Any) -> None:
     else:
         for workload in data["config"]["workloads"]:
             mine = [row for row in rows if row["workload"] == workload]
-            table = Table(title=f"{workload}: {_DESCRIPTIONS.get(workload, workload)}")
+            table = Table(title=f"{workload}: {_description(data, workload)}")
             for header in _HEADERS:
                 justify = "left" if header in ("backend", "check") else "right"
                 table.add_column(header, justify=justify)
@@ -395,7 +358,7 @@ def markdown(data: dict[str, Any], *, full: bool = False) -> str:
     ]
     for workload in data["config"]["workloads"]:
         rows = [row for row in data["measurements"] if row["workload"] == workload]
-        out += [f"**{workload}**: {_DESCRIPTIONS.get(workload, workload)}", ""]
+        out += [f"**{workload}**: {_description(data, workload)}", ""]
         if full:
             out.append("| " + " | ".join(_HEADERS) + " |")
             out.append("|" + "|".join(" ---: " if h not in ("backend", "check") else " --- "

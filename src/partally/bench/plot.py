@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from partally._bench import MISMATCH, OK, SKIPPED, UNVERIFIED
+from partally.bench.run import MISMATCH, OK, SKIPPED, UNVERIFIED
 
 INSTALL_HINT = 'pip install "partally[plot]"'
 
@@ -62,7 +62,8 @@ def plot(data: dict[str, Any], path: str) -> None:
                     ax.plot(r["n"], r["median_s"], marker="x", color="red", markersize=10)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(workload + (" (compiled loops are folded)" if workload == "count" else ""))
+        folded = workload in data["config"].get("folded", [])
+        ax.set_title(workload + (" (compiled loops are folded)" if folded else ""))
         ax.set_xlabel("n (elements)")
         ax.set_ylabel("seconds per call (median)")
         ax.grid(True, which="major", alpha=0.4)

@@ -1,23 +1,23 @@
-"""The three workloads, each a per-element predicate written once.
+"""The three built-in workloads, each a per-element predicate written once, and nothing else.
 
 Definitions: shared/DESIGN.md, "Workloads". Each ``make_*`` factory takes the integer type to
 compute in: ``int`` for the pure-Python backends (arbitrary precision, masked to 64 bits), or
-``numpy.uint64`` for Numba, which then compiles the very same function with wrapping 64-bit
-unsigned arithmetic (never mixing signed and unsigned, which Numba would turn into float64).
+``numpy.uint64`` for Numba and numba-cuda, which then compile the very same function with wrapping
+64-bit unsigned arithmetic (never mixing signed and unsigned, which Numba would turn into float64).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-WORKLOADS = ("count", "primes", "pi")
+from partally.workloads.base import Workload, as_is
+
 PRIMES_LIMIT = 2**32  # primes is exact for n <= 2**32 (Miller-Rabin bases 2, 7, 61)
-INDEX_LIMIT = 2**63 - 1  # every range end must fit a signed 64-bit integer
 
 _SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61)
 
 
-def make_pi_hit(u64: Callable[[int], int]) -> Callable[[int, int], int]:
+def make_pi_hit(u64: Callable[[int], int], jit: Callable = as_is) -> Callable[[int, int], int]:
     """Return ``pi_hit(i, seed) -> 0 | 1``: splitmix64's point for index i in the quarter circle."""
     mask64 = u64(2**64 - 1)
     golden = u64(0x9E3779B97F4A7C15)
@@ -41,12 +41,8 @@ def make_pi_hit(u64: Callable[[int], int]) -> Callable[[int, int], int]:
     return pi_hit
 
 
-def _as_is(function: Callable) -> Callable:
-    return function
-
-
-def make_is_prime(u64: Callable[[int], int], jit: Callable = _as_is) -> Callable[[int], int]:
-    """Return ``is_prime(i) -> 0 | 1`` for 0 <= i < 2**32.
+def make_is_prime(u64: Callable[[int], int], jit: Callable = as_is) -> Callable[[int, int], int]:
+    """Return ``is_prime(i, seed) -> 0 | 1`` for 0 <= i < 2**32 (``seed`` is not used).
 
     Trial division by the primes up to 61, then deterministic Miller-Rabin with bases 2, 7, 61 in
     32-bit Montgomery arithmetic (R = 2**32): no 64-bit division inside the exponentiation.
@@ -68,7 +64,7 @@ def make_is_prime(u64: Callable[[int], int], jit: Callable = _as_is) -> Callable
         qn_hi = (q * n) >> s32
         return t_hi - qn_hi if t_hi >= qn_hi else t_hi + n - qn_hi
 
-    def is_prime(i):
+    def is_prime(i, seed):
         if i < two:
             return zero
         for p in small:
@@ -112,22 +108,69 @@ def make_is_prime(u64: Callable[[int], int], jit: Callable = _as_is) -> Callable
     return is_prime
 
 
-pi_hit = make_pi_hit(int)
-is_prime = make_is_prime(int)
+def make_one(u64: Callable[[int], int], jit: Callable = as_is) -> Callable[[int, int], int]:
+    """Return ``one(i, seed) -> 1``: ``count``'s predicate, for the compiled backends."""
+    one = u64(1)
+
+    def always(i, seed):
+        return one
+
+    return always
 
 
-def count_range(workload: str, lo: int, hi: int, seed: int = 0) -> int:
-    """Count the i in [lo, hi) that satisfy ``workload``, in one pure-Python loop."""
+def _guide_loop(lo: int, hi: int, seed: int) -> int:
     result = 0
-    if workload == "count":
-        for _ in range(lo, hi):  # the guide's loop
-            result += 1
-    elif workload == "primes":
-        for i in range(lo, hi):
-            result += is_prime(i)
-    elif workload == "pi":
-        for i in range(lo, hi):
-            result += pi_hit(i, seed)
-    else:
-        raise ValueError(f"unknown workload {workload!r}; expected one of {list(WORKLOADS)}")
+    for _ in range(lo, hi):  # the guide's loop
+        result += 1
     return result
+
+
+COUNT = Workload(
+    name="count",
+    description="count every i in [0, n) (the guide's loop)",
+    element=make_one,
+    folds=True,
+    cpu_slice=2**62,
+    gpu_slice=2**62,
+    task_min=2**62,
+    python_cost_s=5e-8,
+    native_kernel="count",
+    cuda_kernel="partally_count",
+    builtin=True,
+    python_loop=_guide_loop,
+)
+PRIMES = Workload(
+    name="primes",
+    description="count the primes below n",
+    element=make_is_prime,
+    limit=PRIMES_LIMIT,
+    known={10**6: 78498, 10**7: 664579, 10**8: 5761455, 10**9: 50847534, 2**32: 203280221},
+    cpu_slice=2**22,
+    gpu_slice=2**28,
+    task_min=2**17,
+    python_cost_s=4e-6,
+    native_kernel="primes",
+    cuda_kernel="partally_primes",
+    builtin=True,
+)
+# pi at 10**7 was counted by the pure-Python loop, numba and native, which agreed.
+PI = Workload(
+    name="pi",
+    description="count the random points in the quarter circle (seed 0)",
+    element=make_pi_hit,
+    known={10**5: 78607, 10**6: 785806, 10**7: 7854179},
+    cpu_slice=2**27,
+    gpu_slice=2**33,
+    task_min=2**24,
+    python_cost_s=1.2e-6,
+    native_kernel="pi",
+    cuda_kernel="partally_pi",
+    builtin=True,
+)
+
+BUILTINS: dict[str, Workload] = {w.name: w for w in (COUNT, PRIMES, PI)}
+
+
+def get(name: str) -> Workload:
+    """The built-in workload called ``name``."""
+    return BUILTINS[name]

@@ -40,7 +40,7 @@ def _fetch(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from partally._fetch import fetch_all
+    from partally.io.fetch import fetch_all
 
     console = Console(soft_wrap=True)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -83,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     for ok, message in checks:
         if not ok:
             return _error("serve", message)
-    from partally._server import serve
+    from partally.io.server import serve
 
     print(
         f"serving http://{args.host}:{args.port}/ (latency {args.latency} s, jitter {args.jitter} s, "

@@ -240,7 +240,7 @@ async def afetch_all(
     with each result as it comes.
     """
     urls = _checked(urls, limit, timeout, retries)
-    from partally._transport import AiohttpTransport
+    from partally.io.transport import AiohttpTransport
 
     results: list[FetchResult] = [None] * len(urls)  # type: ignore[list-item]
     todo = iter(enumerate(urls))
@@ -351,7 +351,7 @@ def _fetch_threaded(
     retries: int,
     on_result: Callable[[FetchResult], None] | None,
 ) -> list[FetchResult]:
-    from partally._transport import Urllib3Transport
+    from partally.io.transport import Urllib3Transport
 
     results: list[FetchResult] = [None] * len(urls)  # type: ignore[list-item]
     todo, lock = iter(enumerate(urls)), threading.Lock()

@@ -8,8 +8,8 @@ than ``MIN_SAMPLE_S`` (timer resolution); times are per call. The median and the
 Every result (each call's, not only the last) is checked against the reference for (workload, n)
 before its time is reported; the reference is the first of these that applies:
 
-1. a known value: ``count`` counts n; ``primes`` and ``pi`` (seed 0) at the sizes in ``KNOWN``;
-2. the definition itself, the pure-Python ``workloads.count_range``, when it is predicted to take at
+1. a known value: a folding workload (``count``) counts n; the others' ``Workload.known`` (seed 0);
+2. the definition itself, the pure-Python ``Workload.count_range``, when it is predicted to take at
    most ``REFERENCE_BUDGET_S`` (at about a microsecond per element it cannot check 10**9);
 3. agreement of independent implementations. The Python predicates (``python``, ``threads``,
    ``processes``), the same predicates compiled by Numba (``numba``, ``numba-cuda``) and the C++
@@ -32,40 +32,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from partally._timing import Timing, measure
-from partally.workloads import count_range
+from partally.workloads import Workload
 
 SEED = 0
 AUTO = "auto"
 
-# Known counts over [0, n) (DESIGN.md, "Workloads"). pi at 10**7 was counted by the pure-Python
-# loop, numba and native, which agreed.
-KNOWN: dict[str, dict[int, int]] = {
-    "primes": {
-        10**6: 78498,
-        10**7: 664579,
-        10**8: 5761455,
-        10**9: 50847534,
-        2**32: 203280221,
-    },
-    "pi": {10**5: 78607, 10**6: 785806, 10**7: 7854179},
-}
-
-# Implementation families: a family shares its per-element code, so only different families check
-# each other. Backends not listed (ray: it runs whichever local kernel is best; auto) never vote.
-FAMILY = {
-    "python": "Python",
-    "threads": "Python",
-    "processes": "Python",
-    "numba": "Numba",
-    "numba-cuda": "Numba",
-    "native": "C++",
-    "cuda": "C++",
-}
 CHECKERS = ("native", "numba")  # run untimed to cross-check large sizes when not benchmarked
 
 REFERENCE_BUDGET_S = 0.5
-# Generous pure-Python cost per element (seconds), to decide whether count_range may check n.
-PYTHON_COST_S = {"count": 5e-8, "primes": 4e-6, "pi": 1.2e-6}
 
 DEFAULT_WORKLOADS = ("count", "primes", "pi")
 DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
@@ -119,7 +93,7 @@ class Measurement:
 class Bench:
     """Everything one ``partally bench`` run measured."""
 
-    workloads: list[str]
+    workloads: list[Workload]
     sizes: list[int]
     backends: list[str]  # benchmarked, in order
     unavailable: dict[str, str]  # backend -> why it was skipped
@@ -141,6 +115,7 @@ class Bench:
         return not self.failures
 
     def rows(self, workload: str) -> list[Measurement]:
+        """The measurements of the workload called ``workload``."""
         return [m for m in self.measurements if m.workload == workload]
 
 
@@ -162,20 +137,30 @@ def predict(points: Sequence[tuple[int, float]], n: int) -> float | None:
     return overhead + per_element * n
 
 
-def select_backends(requested: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
-    """(runnable backends in registry order, then "auto"; {unavailable: reason})."""
-    from partally.backends import NAMES, get
+def select_backends(
+    requested: Sequence[str] | None, workloads: Sequence[Workload] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """(runnable backends in registry order, then "auto"; {unavailable: reason}).
 
-    wanted = list(requested) if requested else [*NAMES, AUTO]
+    A backend that runs none of ``workloads`` is unavailable; one that runs some is timed on those.
+    """
+    from partally.backends import get, names
+
+    wanted = list(requested) if requested else [*names(), AUTO]
     runnable, unavailable = [], {}
-    for name in [*NAMES, AUTO]:
+    for name in [*names(), AUTO]:
         if name not in wanted:
             continue
         if name == AUTO:
             runnable.append(name)
             continue
         try:
-            reason = get(name).unavailable()
+            backend = get(name)
+            reason = backend.unavailable()
+            if reason is None and workloads:
+                reasons = [backend.supports(workload) for workload in workloads]
+                if all(reasons):
+                    reason = reasons[0]
         except Exception as exc:  # a probe must not raise; if one does, say so and go on
             reason = f"its availability check failed: {exc!r}"
         if reason is None:
@@ -185,23 +170,30 @@ def select_backends(requested: Sequence[str] | None) -> tuple[list[str], dict[st
     return runnable, unavailable
 
 
-def _caller(backend: str, workload: str, workers: int) -> Callable[[int], int]:
+def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], int]:
     if backend == AUTO:
         import partally
 
         return lambda n: partally.compute(n, backend=AUTO, workload=workload, workers=workers)
     from partally.backends import get
 
-    count = get(backend).count
-    return lambda n: count(workload, 0, n, workers=workers, seed=SEED)
+    runner = get(backend)
+    reason = runner.supports(workload)
+    if reason is not None:
+        raise _NotSupported(reason)
+    return lambda n: runner.count(workload, 0, n, workers=workers, seed=SEED)
 
 
-def _auto_choice(workload: str, n: int) -> str | None:
+class _NotSupported(Exception):
+    """This backend does not run this workload: skipped, not an error."""
+
+
+def _auto_choice(workload: Workload, n: int) -> str | None:
+    from partally.auto import dispatcher
+
     try:
-        from partally import _dispatch
-
-        return str(_dispatch.choose(workload, n))
-    except Exception:  # the dispatcher's face may change; the label is only informative
+        return dispatcher().choose(workload, n)
+    except Exception:  # the label is only informative
         return None
 
 
@@ -210,23 +202,23 @@ class _References:
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
-        self._cache: dict[tuple[str, int], int] = {}
+        self._cache: dict[tuple[Workload, int], int] = {}
 
-    def cheap(self, workload: str, n: int) -> tuple[int, str] | None:
+    def cheap(self, workload: Workload, n: int) -> tuple[int, str] | None:
         """A known value or the pure-Python count, when one is at hand; None otherwise."""
-        if workload == "count":
-            return n, "n (count counts every i)"
-        known = KNOWN.get(workload, {}).get(n)
+        if workload.folds:
+            return n, f"n ({workload.name} counts every i)"
+        known = workload.known.get(n)
         if known is not None:
             return known, "known value"
-        if n * PYTHON_COST_S[workload] <= REFERENCE_BUDGET_S:
+        if n * workload.python_cost_s <= REFERENCE_BUDGET_S:
             if (workload, n) not in self._cache:
-                self._cache[workload, n] = count_range(workload, 0, n, SEED)
+                self._cache[workload, n] = workload.count_range(0, n, SEED)
             return self._cache[workload, n], "pure-Python count_range"
         return None
 
     def resolve(
-        self, workload: str, n: int, results: dict[str, int]
+        self, workload: Workload, n: int, results: dict[str, int]
     ) -> tuple[int | None, str]:
         """(expected count or None, where it came from / why there is none).
 
@@ -235,12 +227,15 @@ class _References:
         cheap = self.cheap(workload, n)
         if cheap is not None:
             return cheap
-        counted = [(name, FAMILY[name], value) for name, value in results.items() if name in FAMILY]
+        counted = [
+            (name, _family(name), value) for name, value in results.items() if _family(name)
+        ]
         for name in CHECKERS:
-            if FAMILY[name] not in {family for _, family, _ in counted}:
+            family = _family(name)
+            if family and family not in {family for _, family, _ in counted}:
                 value = self._checker(name, workload, n)
                 if value is not None:
-                    counted.append((f"{name} (untimed check)", FAMILY[name], value))
+                    counted.append((f"{name} (untimed check)", family, value))
         votes: dict[str, set[int]] = {}
         voters: dict[str, list[str]] = {}
         for name, family, value in counted:
@@ -258,22 +253,33 @@ class _References:
             f"({who or 'none'})"
         )
 
-    def _checker(self, name: str, workload: str, n: int) -> int | None:
-        from partally.backends import NAMES, get
+    def _checker(self, name: str, workload: Workload, n: int) -> int | None:
+        from partally.backends import get, names
 
-        if name not in NAMES:
+        if name not in names():
             return None
-        module = get(name)
+        backend = get(name)
         try:
-            if module.unavailable() is not None:
+            if backend.unavailable() or backend.supports(workload):
                 return None
-            return int(module.count(workload, 0, n, workers=self._workers, seed=SEED))
+            return int(backend.count(workload, 0, n, workers=self._workers, seed=SEED))
         except Exception:
             return None
 
 
+def _family(name: str) -> str:
+    """The code path backend ``name`` runs (same family, same per-element code); "" for none.
+
+    Only different families check each other; a backend of no family (ray: it runs whichever
+    local kernel is best; auto) never votes.
+    """
+    from partally.backends import get, names
+
+    return get(name).family if name in names() else ""
+
+
 def run_bench(
-    workloads: Sequence[str],
+    workloads: Sequence[Workload],
     sizes: Sequence[int],
     backends: Sequence[str],
     unavailable: dict[str, str],
@@ -299,18 +305,19 @@ def run_bench(
 
 def _run_workload(
     bench: Bench,
-    workload: str,
+    workload: Workload,
     references: _References,
     advance: Callable[[str], None],
     alarm: Callable[[str], None],
 ) -> None:
+    label = workload.name
     points: dict[str, dict[int, float]] = {name: {} for name in bench.backends}  # n -> seconds
     callers: dict[str, Callable[[int], int]] = {}
     broken: dict[str, str] = {}  # backend -> the error that stopped it
     trusted = set(bench.backends)
 
     for name in bench.backends:
-        advance(f"{workload}: warming up {name}")
+        advance(f"{label}: warming up {name}")
         try:
             call = _caller(name, workload, bench.workers)
             call(WARMUP_N)
@@ -319,33 +326,39 @@ def _run_workload(
                 timing, result = measure(lambda n=n: call(n), PROBE_REPEAT)
                 fastest = min(timing.samples)  # one slow call must not inflate the prediction
                 points[name][n] = fastest
-                bench.probes.setdefault((workload, name), {})[n] = fastest
+                bench.probes.setdefault((label, name), {})[n] = fastest
                 expected = references.cheap(workload, n)
                 if expected is not None and result != expected[0]:
                     trusted.discard(name)
                     measurement = Measurement(
-                        workload, name, n, MISMATCH, result=result, expected=expected[0],
+                        label, name, n, MISMATCH, result=result, expected=expected[0],
                         reference=expected[1], message="wrong count in the warm-up probe",
                     )
                     bench.measurements.append(measurement)
                     alarm(describe_failure(measurement))
             callers[name] = call
+        except _NotSupported as exc:
+            broken[name] = f"does not run {label}: {exc}"
+            for n in bench.sizes:
+                bench.measurements.append(
+                    Measurement(label, name, n, SKIPPED, message=broken[name])
+                )
         except Exception as exc:
             broken[name] = _one_line(exc)
-            measurement = Measurement(workload, name, WARMUP_N, ERROR, message=broken[name])
+            measurement = Measurement(label, name, WARMUP_N, ERROR, message=broken[name])
             bench.measurements.append(measurement)
-            alarm(f"ERROR: backend {name!r} failed warming up on {workload}: {broken[name]}")
+            alarm(f"ERROR: backend {name!r} failed warming up on {label}: {broken[name]}")
 
     for n in bench.sizes:
         cell: dict[str, Measurement] = {}
         for name in bench.backends:
-            advance(f"{workload}: n={n:.0e} on {name}")
+            advance(f"{label}: n={n:.0e} on {name}")
             if name in broken:
-                continue
+                continue  # recorded where it broke
             predicted = predict(list(points[name].items()), n)
             if predicted is not None and predicted > bench.budget_s:
                 cell[name] = Measurement(
-                    workload, name, n, SKIPPED, predicted_s=predicted,
+                    label, name, n, SKIPPED, predicted_s=predicted,
                     message=f"predicted {predicted:.3g} s per call > budget {bench.budget_s:g} s",
                 )
                 continue
@@ -353,8 +366,8 @@ def _run_workload(
                 cell[name] = _measure(bench, workload, name, n, callers[name], predicted)
             except Exception as exc:
                 broken[name] = _one_line(exc)
-                cell[name] = Measurement(workload, name, n, ERROR, message=broken[name])
-                alarm(f"ERROR: backend {name!r} failed on {workload} n={n}: {broken[name]}")
+                cell[name] = Measurement(label, name, n, ERROR, message=broken[name])
+                alarm(f"ERROR: backend {name!r} failed on {label} n={n}: {broken[name]}")
                 continue
             points[name][n] = cell[name].median
 
@@ -363,7 +376,7 @@ def _run_workload(
 
 
 def _verify(
-    workload: str,
+    workload: Workload,
     n: int,
     cell: dict[str, Measurement],
     trusted: set[str],
@@ -397,7 +410,7 @@ def _verify(
 
 def _measure(
     bench: Bench,
-    workload: str,
+    workload: Workload,
     name: str,
     n: int,
     call: Callable[[int], int],
@@ -416,7 +429,7 @@ def _measure(
     timing, _ = measure(sample, bench.repeat)
     distinct = sorted(set(results))
     measurement = Measurement(
-        workload, name, n, "pending",
+        workload.name, name, n, "pending",
         samples=tuple(seconds / calls for seconds in timing.samples),
         calls_per_sample=calls,
         result=distinct[0] if len(distinct) == 1 else None,

@@ -41,8 +41,8 @@ def run_io_bench(
     from rich.console import Console
     from rich.table import Table
 
-    from partally._fetch import fetch_all
-    from partally._server import server_process
+    from partally.io.fetch import fetch_all
+    from partally.io.server import server_process
 
     console = console or Console()
     rows = []

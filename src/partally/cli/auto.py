@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import math
-import os
 from typing import Any
 
-from partally.workloads import WORKLOADS
+from partally import _format
+from partally.auto import dispatcher
+from partally.auto.calibration import limit
+from partally.auto.models import TINY, crossover_words
+from partally.cli.args import workload_argument
+from partally.workloads import BUILTINS
 
 _FOLDED_NOTE = (
     "count: numba and g++ fold the loop to `hi - lo`, so compiled times are call overhead only"
 )
 
 
-def _rate_words(rate: float) -> str:
-    return "no growth" if math.isinf(rate) else f"{rate:.3g}/s"
-
-
 def _seconds_words(t: float) -> str:
-    from partally._dispatch import _seconds
-
-    return _seconds(t) if t else "0"
+    return _format.seconds(t) if t else "0"
 
 
 def _skipped_words(skipped: dict[str, str]) -> str:
@@ -41,20 +38,18 @@ def _skipped_words(skipped: dict[str, str]) -> str:
 def _models_table(calibrations: dict[str, Any], title: str) -> Any:
     from rich.table import Table
 
-    from partally import _calibrate
-
     table = Table(title=title)
     for column in ("workload", "backend", "overhead", "rate", "one-time start", "timed n"):
         table.add_column(column)
     for workload, calibration in calibrations.items():
         for name, model in calibration.models.items():
-            words = _calibrate._size_words  # noqa: SLF001
+            words = _format.size_words
             sizes = f"{words(model.sizes[0])} to {words(model.sizes[-1])} ({len(model.sizes)})"
             table.add_row(
-                workload,
+                workload.name,
                 name,
                 _seconds_words(model.overhead),
-                _rate_words(model.rate),
+                _format.rate(model.rate),
                 _seconds_words(model.startup),
                 sizes,
             )
@@ -64,15 +59,13 @@ def _models_table(calibrations: dict[str, Any], title: str) -> Any:
 
 def _crossover_lines(calibrations: dict[str, Any]) -> list[str]:
     """Who auto picks where, per workload, then which backends were not timed and why."""
-    from partally import _calibrate
-
-    lines = [f'backend="auto" picks (n < {_calibrate.TINY} always python):']
+    lines = [f'backend="auto" picks (n < {TINY} always python):']
     skipped: dict[str, list[str]] = {}
     for workload, calibration in calibrations.items():
-        words = _calibrate.crossover_words(calibration.models, _calibrate.limit(workload))
-        lines.append(f"  {workload}: {words}")
+        words = crossover_words(calibration.models, limit(workload))
+        lines.append(f"  {workload.name}: {words}")
         if calibration.skipped:
-            skipped.setdefault(_skipped_words(calibration.skipped), []).append(workload)
+            skipped.setdefault(_skipped_words(calibration.skipped), []).append(workload.name)
     for words, workloads in skipped.items():
         lines.append(f"not timed ({', '.join(workloads)}): {words}")
     return lines
@@ -80,22 +73,23 @@ def _crossover_lines(calibrations: dict[str, Any]) -> list[str]:
 
 def print_models(console: Any) -> None:
     """The cached models and who auto picks where; never calibrates (``partally info``)."""
-    from partally import _calibrate, _dispatch
+    from partally.auto.dispatcher import FIXED_ORDER
 
-    forced = os.environ.get("PARTALLY_BACKEND", "").strip()
-    if forced and forced != "auto":
-        console.print(f'backend="auto": forced to {forced!r} by PARTALLY_BACKEND')
+    chooser = dispatcher()
+    settings = chooser.settings  # ValueError for a PARTALLY_BACKEND that names no backend
+    if settings.forced is not None:
+        console.print(f'backend="auto": forced to {settings.forced!r} by PARTALLY_BACKEND')
         return
-    if os.environ.get("PARTALLY_NO_CALIBRATE", "").strip().lower() not in ("", "0", "false", "no"):
-        order = ", ".join(_dispatch.FIXED_ORDER)
+    if settings.no_calibrate:
+        order = ", ".join(FIXED_ORDER)
         console.print(f'backend="auto": fixed order {order} (PARTALLY_NO_CALIBRATE is set)')
         return
     calibrations = {}
     missing = []
-    for workload in WORKLOADS:
-        found = _dispatch.calibration(workload, measure=False)
+    for workload in BUILTINS.values():
+        found = chooser.calibration(workload, measure=False)
         if found is None:
-            missing.append(workload)
+            missing.append(workload.name)
         else:
             calibrations[workload] = found
     if calibrations:
@@ -111,32 +105,32 @@ def print_models(console: Any) -> None:
 def _calibrate_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from partally import _calibrate, _dispatch
-
     console = Console()
-    workloads = [args.workload] if args.workload else list(WORKLOADS)
+    workloads = [args.workload] if args.workload else list(BUILTINS.values())
     calibrations = {}
+    problems = set()
     for workload in workloads:
-        with console.status(f"timing every backend on {workload} ..."):
-            calibrations[workload] = _dispatch.recalibrate(workload)
+        with console.status(f"timing every backend on {workload.name} ..."):
+            calibrations[workload], problem = dispatcher().recalibrate(workload)
+        if problem is not None:
+            problems.add(problem)
     title = 'backend="auto": fitted t(n) = overhead + n / rate'
     console.print(_models_table(calibrations, title))
     for line in _crossover_lines(calibrations):
         console.print(line, highlight=False)
-    if "count" in calibrations:
+    if any(workload.folds for workload in calibrations):
         console.print(f"[dim]{_FOLDED_NOTE}[/]")
-    seconds = ", ".join(f"{w} {c.elapsed_s:.1f} s" for w, c in calibrations.items())
-    console.print(f"[dim]took {seconds}; cached in {_calibrate.cache_dir()}[/]", highlight=False)
+    seconds = ", ".join(f"{w.name} {c.elapsed_s:.1f} s" for w, c in calibrations.items())
+    path = dispatcher().cache.path
+    if problems:
+        console.print(
+            f"took {seconds}; NOT cached: cannot write {path} ({'; '.join(sorted(problems))}): "
+            "every new process will calibrate again",
+            style="bold red", markup=False, highlight=False,
+        )
+        return 0
+    console.print(f"[dim]took {seconds}; cached in {path}[/]", highlight=False)
     return 0
-
-
-def describe_choice(args: argparse.Namespace) -> str:
-    """What ``partally compute --verbose`` prints to stderr before the count."""
-    import partally
-
-    if args.backend != "auto":
-        return f"backend {args.backend!r} (named on the command line)"
-    return str(partally.explain(args.n, workload=args.workload))
 
 
 def add_dispatch_commands(commands: Any) -> None:
@@ -145,6 +139,9 @@ def add_dispatch_commands(commands: Any) -> None:
         "calibrate", help='time every backend and fit the models backend="auto" picks by'
     )
     calibrate.add_argument(
-        "--workload", choices=WORKLOADS, default=None, help="default: every workload"
+        "--workload",
+        type=workload_argument,
+        default=None,
+        help="count, primes, pi or module:function (default: the three built-ins)",
     )
     calibrate.set_defaults(func=_calibrate_command)

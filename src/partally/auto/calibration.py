@@ -1,0 +1,271 @@
+"""Calibration for ``backend="auto"``: time each backend at a few sizes, fit t(n), cache it.
+
+The model of one backend on one workload is t(n) = overhead + n / rate, fitted piecewise: the
+calibration times [0, n) at a ladder of sizes (32, 100, 1e3, 1e4, ...) and each pair of adjacent
+sizes gives one (overhead, rate) line. One line is not enough on real machines: the C++ backend
+runs small ranges on one thread and spawns threads above a block size, so its time jumps 20x
+between 1e4 and 1e5 while Numba's persistent pool does not. Between timed sizes the model
+interpolates; past the largest it extrapolates the last line (the large-n overhead and rate), below
+the smallest the first. A backend's first call in a process (JIT compile or load, pool or context
+start) is timed separately as ``startup`` and kept out of the fit.
+
+Bounds: about ``BUDGET_S`` seconds for all backends of one workload (a one-time JIT compile on
+the very first run on a machine can add to it; one-time starts are outside the budget). A
+backend's ladder stops once one run takes ``ENOUGH_S`` and the time grows with n (so work, not a
+stall of a busy machine, dominates), or when the next size would not fit its share of the budget.
+
+Which backends: every available one, except Ray unless a cluster is connected (``RAY_ADDRESS``
+set; calibration never starts a local Ray), and except the pool backends running the pure-Python
+loop (``threads``, ``processes``) when the measured models prove they cannot win at any n (their
+best case is the Python loop's time divided by the cores, plus a hand-off cost): that skip is
+recorded with its reason. A backend whose count disagrees with the Python loop is left out.
+
+Cache: one JSON file per machine key (CPU model, cores, GPU name, Python, partally version, which
+optional packages are installed) in platformdirs' user cache directory. A corrupt or unreadable
+file is ignored (and rewritten by the next calibration); an unwritable directory only means the
+models live in memory for this process.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from partally import _timing
+from partally._machine import cores
+from partally.auto.models import Model, fastest, fit
+from partally.backends import Backend
+from partally.backends import get as get_backend
+from partally.backends import names as backend_names
+from partally.workloads import Workload
+
+BUDGET_S = 3.0  # all backends of one workload
+ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long
+LADDER = (32, *(10**k for k in range(2, 13)))
+HANDOFF_S = 20e-6  # least cost of handing work to a pool thread or process (measured: 0.3 ms)
+
+clock = time.perf_counter  # the budget's clock (tests replace it)
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted models of one workload, and the backends left out with the reason why."""
+
+    models: dict[str, Model]
+    skipped: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # the workers the backends were timed with (every core)
+    elapsed_s: float = 0.0  # how long the calibration took
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "models": {
+                name: {"sizes": list(m.sizes), "seconds": list(m.seconds), "startup": m.startup}
+                for name, m in self.models.items()
+            },
+            "skipped": dict(self.skipped),
+            "workers": self.workers,
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def limit(workload: Workload) -> int:
+    """The largest n to calibrate or chart crossovers for."""
+    return min(workload.limit, 10**12)
+
+
+def _gil_enabled() -> bool:
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _dominated(
+    name: str, models: Mapping[str, Model], workload: Workload, workers: int, gil_bound: bool
+) -> str | None:
+    """Why the pool backend ``name`` cannot beat the measured models at any n, or None."""
+    speedup = 1 if gil_bound and _gil_enabled() else workers
+    python = models["python"]
+    hi = limit(workload)
+    sizes = [n for n in (round(10 ** (e / 10)) for e in range(15, 130)) if n <= hi] + [hi]
+    for n in sizes:  # its best case: the Python loop split over every core, plus a hand-off
+        if min(m.predict(n) for m in models.values()) > python.predict(n) / speedup + HANDOFF_S:
+            return None
+    best = max(models.values(), key=lambda m: m.rate)
+    if best.rate < python.rate * speedup:
+        return None
+    return (
+        f"not timed: the pure-Python loop on {speedup} core(s) cannot beat "
+        f"{fastest(models, hi)} at any n"
+    )
+
+
+def _repeats(estimate: float) -> int:
+    """Runs per size: 3 for long runs, up to 15 for short, noisy ones."""
+    return 3 if estimate > ENOUGH_S / 2 else min(15, max(5, int(2e-3 / max(estimate, 1e-9))))
+
+
+_FRESH_START = """
+import pickle, sys, time
+began = time.perf_counter()
+from partally.backends import get
+backend = get(sys.argv[1])
+workload = pickle.loads(sys.stdin.buffer.read())
+backend.count(workload, 0, 32, workers=1, seed=0)
+first = time.perf_counter() - began
+began = time.perf_counter()
+backend.count(workload, 0, 32, workers=1, seed=0)
+print(max(first - (time.perf_counter() - began), 0.0))
+"""
+
+
+def fresh_startup(name: str, workload: Workload, timeout: float = 120.0) -> float | None:
+    """The one-time start of backend ``name`` as a new process pays it (import, JIT or cache
+    load, pool), measured in a new process; None if that process failed."""
+    import subprocess
+
+    import cloudpickle
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _FRESH_START, name],
+            input=cloudpickle.dumps(workload),
+            capture_output=True,
+            timeout=timeout,
+            check=True,
+        )
+        return float(done.stdout.decode().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def _ladder(
+    backend: Backend,
+    workload: Workload,
+    workers: int,
+    share: float,
+    reference: dict[int, int],
+    startups: dict[str, float],
+) -> Model:
+    """Time ``backend`` up the size ladder until a run takes ``ENOUGH_S`` or ``share`` s pass.
+
+    The first call (the one-time start) is timed on its own and is not part of the share. A
+    backend already started in this process (by the bench, an earlier calibration) has its start
+    measured in a new process instead, so that the model holds for the processes that use it.
+    """
+
+    def run(n: int) -> Callable[[], int]:
+        return lambda: backend.count(workload, 0, n, workers=workers, seed=0)
+
+    was_started = backend.has_startup and backend.started
+    start = clock()
+    first = run(LADDER[0])()  # the one-time start: JIT, pool, context
+    first_s = clock() - start
+    deadline = clock() + share
+    sizes, medians = [], []
+    for n in LADDER:
+        if n > limit(workload):
+            break
+        if len(sizes) >= 2:
+            if medians[-1] >= ENOUGH_S and medians[-1] > 2 * medians[-2]:
+                break  # long enough, and growing with n: work, not a stall, dominates
+            estimate = fit(sizes[-2:], medians[-2:]).predict(n)
+            if clock() + estimate * _repeats(estimate) > deadline:
+                break
+        else:
+            estimate = medians[-1] if medians else first_s
+        repeat = _repeats(estimate)
+        timing, result = _timing.measure(run(n), repeat)
+        if n == LADDER[0] and first != result:
+            raise ValueError(f"counted {first}, then {result} in [0, {n})")
+        if n in reference and reference[n] != result:
+            raise ValueError(f"counted {result} in [0, {n}), the Python loop {reference[n]}")
+        reference.setdefault(n, result)
+        sizes.append(n)
+        medians.append(timing.median)
+    if not backend.has_startup:
+        startup = 0.0
+    elif backend.name in startups:
+        startup = startups[backend.name]
+    elif was_started:
+        startup = fresh_startup(backend.name, workload) or 0.0
+    else:
+        startup = max(first_s - medians[0], 0.0)
+    startups.setdefault(backend.name, startup)
+    return fit(sizes, medians, startup)
+
+
+def candidates(
+    workload: Workload, names: Iterable[str] | None = None, *, ray_connected: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The backends to calibrate here for ``workload``, and those left out with the reason why."""
+    chosen, skipped = [], {}
+    for name in backend_names() if names is None else names:
+        if name == "ray" and not ray_connected:
+            skipped[name] = "not timed: no Ray cluster connected (set RAY_ADDRESS)"
+            continue
+        try:
+            backend = get_backend(name)
+            reason = backend.unavailable()
+            if reason is None:
+                reason = backend.supports(workload)
+        except Exception as exc:  # a probe must not stop the others  # noqa: BLE001
+            reason = f"its availability probe failed: {exc!r}"
+        if reason is None:
+            chosen.append(name)
+        else:
+            skipped[name] = f"unavailable: {reason}"
+    return chosen, skipped
+
+
+def calibrate(
+    workload: Workload,
+    names: Iterable[str] | None = None,
+    *,
+    budget: float = BUDGET_S,
+    workers: int | None = None,
+    backends: Mapping[str, Backend] | None = None,
+    startups: dict[str, float] | None = None,
+    ray_connected: bool = False,
+) -> Calibration:
+    """Time every available backend (or ``names``) on ``workload`` and fit their models.
+
+    ``backends`` maps names to backends instead of the registry (tests use fakes); ``startups``
+    holds the one-time starts already measured in this process, and gets the new ones.
+    """
+    workers = workers or cores()
+    startups = {} if startups is None else startups
+    began = clock()
+    if backends is not None:
+        names, skipped = list(backends), {}
+        get = backends.__getitem__
+    else:
+        names, skipped = candidates(workload, names, ray_connected=ray_connected)
+        get = get_backend
+    if "python" not in names:
+        names.insert(0, "python")
+    pools = [name for name in names if name != "python" and get(name).runs_python]
+    order = ["python", *(n for n in names if n != "python" and n not in pools), *pools]
+    models: dict[str, Model] = {}
+    reference: dict[int, int] = {}
+    starts = 0.0  # one-time starts: outside the budget
+    for k, name in enumerate(order):
+        backend = get(name)
+        if name in pools:
+            why = _dominated(name, models, workload, workers, backend.gil_bound)
+            if why is not None:
+                skipped[name] = why
+                continue
+        share = (budget - (clock() - began - starts)) / (len(order) - k)
+        try:
+            models[name] = _ladder(backend, workload, workers, share, reference, startups)
+            starts += models[name].startup
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a failing backend is left out, never a crash  # noqa: BLE001
+            if name == "python":
+                raise
+            skipped[name] = f"failed during calibration: {exc}"
+    return Calibration(models, skipped, workers, clock() - began)

@@ -1,0 +1,243 @@
+"""``backend="auto"``: choose the backend for a workload and size.
+
+The rules, first match wins:
+
+1. ``PARTALLY_BACKEND=name`` forces that backend for every ``auto`` call (an unknown name is a
+   ``ValueError``, an unavailable one ``BackendUnavailable``).
+2. n < 32 runs the pure-Python loop: no model, no pool, no thread, no import.
+3. ``PARTALLY_NO_CALIBRATE=1`` takes the first available of a fixed order: native, numba, python
+   (those that can run the workload).
+4. Otherwise the calibrated cost models (``calibration``; measured on first use of a workload and
+   cached per machine) pick the least predicted time, counting the one-time start (JIT, pool) of a
+   backend that has not started in this process yet; predictions within 10% of the least are a
+   tie, won by the backend with the least per-call overhead (see ``models.pick``).
+
+The environment is read once per dispatcher, on its first ``auto`` call. The models are fitted with
+every core as workers; ``workers`` does not change the choice. A decision that cannot change as
+backends start up is remembered per (workload, n), so a repeated call costs one lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from partally import _format
+from partally._errors import BackendUnavailable
+from partally._settings import Settings
+from partally.auto import calibration as _calibration
+from partally.auto.cache import CalibrationCache
+from partally.auto.calibration import Calibration
+from partally.auto.models import TIE, TINY, Model, pick
+from partally.backends import get as get_backend
+from partally.backends import names as backend_names
+from partally.workloads import Workload
+
+FIXED_ORDER = ("native", "numba", "python")
+_STARTED_BELOW_S = 1e-3  # a one-time start cheaper than this counts as none
+_MEMO_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Which backend ``compute(n, workload=workload)`` runs on with ``backend="auto"``, and why.
+
+    ``predicted`` holds the seconds the cost model predicts for each calibrated backend, fastest
+    first, including the one-time start of those in ``not_started``; it is empty when no model
+    was consulted (forced, tiny n, fixed order).
+    """
+
+    n: int
+    workload: str
+    backend: str
+    reason: str
+    predicted: dict[str, float] = field(default_factory=dict)
+    not_started: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        text = f"auto: {self.backend!r} for {self.workload} at n = {self.n} ({self.reason})"
+        if self.predicted:
+            times = ", ".join(
+                f"{name} {_format.seconds(t)}"
+                + (" incl. first-call start" if name in self.not_started else "")
+                for name, t in self.predicted.items()
+            )
+            text += f"; predicted: {times}"
+        return text
+
+
+class Dispatcher:
+    """The chooser behind ``backend="auto"``: its settings, calibration cache, models and memo.
+
+    One is made per process (``dispatcher()``); a test makes its own, with its own cache folder,
+    settings and calibration function.
+    """
+
+    def __init__(
+        self,
+        cache: CalibrationCache | None = None,
+        settings: Settings | None = None,
+        calibrate: Callable[..., Calibration] = _calibration.calibrate,
+    ) -> None:
+        self._cache = cache
+        self._settings = settings
+        self._calibrate = calibrate
+        self._lock = threading.RLock()
+        self._calibrations: dict[str, Calibration] = {}
+        self._available: dict[tuple[str, Workload], str | None] = {}
+        self._sent: set[str] = set()  # backends this dispatcher has chosen (about to start)
+        self._startups: dict[str, float] = {}  # one-time starts measured in this process
+        self._memo: dict[tuple[Workload, int], str] = {}
+
+    @property
+    def cache(self) -> CalibrationCache:
+        with self._lock:
+            if self._cache is None:
+                self._cache = CalibrationCache()
+            return self._cache
+
+    @property
+    def settings(self) -> Settings:
+        with self._lock:
+            if self._settings is None:
+                self._settings = Settings.from_environment(backend_names())
+            return self._settings
+
+    def unavailable(self, name: str, workload: Workload) -> str | None:
+        """Why backend ``name`` cannot run ``workload`` here (asked once), or None."""
+        key = (name, workload)
+        if key not in self._available:
+            try:
+                backend = get_backend(name)
+                self._available[key] = backend.unavailable() or backend.supports(workload)
+            except Exception as exc:  # a probe must never stop the dispatch  # noqa: BLE001
+                self._available[key] = f"its availability probe failed: {exc!r}"
+        return self._available[key]
+
+    def _is_started(self, name: str, startup: float) -> bool:
+        """Whether ``name``'s one-time start (JIT, pool) is already paid in this process."""
+        if startup < _STARTED_BELOW_S or name in self._sent:
+            return True
+        try:
+            return get_backend(name).started
+        except ValueError:
+            return False
+
+    def calibration(self, workload: Workload, *, measure: bool = True) -> Calibration | None:
+        """The models for ``workload``: in memory, cached on disk, else measured (if ``measure``)."""
+        with self._lock:
+            found = self._calibrations.get(workload.key)
+            if found is not None:
+                return found
+            found = self.cache.load(workload.key)
+            if found is not None and self.settings.ray_connected and "ray" in backend_names():
+                if "ray" not in found.models and "ray" in found.skipped:
+                    found = None  # calibrated without a cluster; one is connected now
+            if found is None:
+                if not measure:
+                    return None
+                found = self._measure(workload)
+                self.cache.save(workload.key, found)
+            self._calibrations[workload.key] = found
+            return found
+
+    def _measure(self, workload: Workload) -> Calibration:
+        return self._calibrate(
+            workload, startups=self._startups, ray_connected=self.settings.ray_connected
+        )
+
+    def recalibrate(self, workload: Workload) -> tuple[Calibration, str | None]:
+        """Measure ``workload`` again and use it from now on; also return why it could not be
+        cached on disk (None when it was)."""
+        with self._lock:
+            found = self._measure(workload)
+            problem = self.cache.save(workload.key, found)
+            self._calibrations[workload.key] = found
+            self._memo.clear()
+            return found, problem
+
+    def _decide(self, workload: Workload, n: int) -> tuple[Explanation, bool]:
+        """The choice, and whether it is final (cannot change as other backends start up)."""
+        settings = self.settings
+        forced = settings.forced
+        if forced is not None:
+            reason = self.unavailable(forced, workload)
+            if reason is not None:
+                raise BackendUnavailable(
+                    f"PARTALLY_BACKEND={forced!r} names a backend that cannot run "
+                    f"{workload.name!r} here: {reason}"
+                )
+            why = f"forced by PARTALLY_BACKEND={forced}"
+            return Explanation(n, workload.name, forced, why), True
+        if n < TINY:
+            why = f"n < {TINY}: the pure-Python loop"
+            return Explanation(n, workload.name, "python", why), True
+        if settings.no_calibrate:
+            name = next(name for name in FIXED_ORDER if self.unavailable(name, workload) is None)
+            why = f"fixed order {', '.join(FIXED_ORDER)} (PARTALLY_NO_CALIBRATE is set)"
+            return Explanation(n, workload.name, name, why), True
+        models = self.calibration(workload).models
+        warm, predicted, not_started = {}, {}, []
+        for name, model in models.items():
+            if name == "ray" and not settings.ray_connected:
+                continue
+            warm[name] = model.predict(n)
+            predicted[name] = warm[name]
+            if not self._is_started(name, model.startup):
+                predicted[name] += model.startup
+                not_started.append(name)
+        chosen = self._pick(predicted, models, workload, probe=True)
+        # Final when the choice would stand with every backend started (nothing can change it).
+        final = self._pick(warm, models, workload, probe=False) == chosen
+        ordered = {name: predicted[name] for name in sorted(predicted, key=predicted.__getitem__)}
+        best = next(iter(ordered))
+        if chosen == best:
+            why = "least predicted time by the calibrated models"
+        elif predicted[chosen] <= predicted[best] * (1 + TIE):
+            why = f"within {TIE:.0%} of {best!r}'s predicted time, with less per-call overhead"
+        else:
+            why = f"least predicted time among the backends available ({best!r} is not)"
+        explanation = Explanation(n, workload.name, chosen, why, ordered, tuple(not_started))
+        return explanation, final
+
+    def _pick(
+        self,
+        predicted: dict[str, float],
+        models: dict[str, Model],
+        workload: Workload,
+        *,
+        probe: bool,
+    ) -> str:
+        """``models.pick`` among the backends that can run here.
+
+        ``probe``: ask each backend (lazily, best first) whether it can run; else assume so (the
+        cache key already changes when an optional package is installed or removed).
+        """
+        ranked = sorted(predicted, key=predicted.__getitem__)
+        if probe:
+            usable = [name for name in ranked if self.unavailable(name, workload) is None]
+            if not usable:
+                return "python"
+            bound = predicted[usable[0]] * (1 + TIE)
+            ranked = [name for name in usable if predicted[name] <= bound]
+        return pick({name: predicted[name] for name in ranked}, models)
+
+    def choose(self, workload: Workload, n: int) -> str:
+        """The backend ``compute(n, backend="auto", workload=workload)`` runs on."""
+        found = self._memo.get((workload, n))
+        if found is not None:
+            return found
+        with self._lock:
+            explanation, final = self._decide(workload, n)
+            self._sent.add(explanation.backend)  # compute runs it next
+            if final:
+                if len(self._memo) >= _MEMO_MAX:
+                    self._memo.clear()
+                self._memo[workload, n] = explanation.backend
+        return explanation.backend
+
+    def explain(self, workload: Workload, n: int) -> Explanation:
+        """Which backend ``auto`` would choose, and why (may calibrate, never runs the work)."""
+        with self._lock:
+            return self._decide(workload, n)[0]

@@ -1,0 +1,53 @@
+"""The backend base class: the small face every backend has, and what it declares it can do."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from partally._machine import cpu_device
+from partally.workloads import Workload
+
+
+class Backend:
+    """One way to count a workload over a range.
+
+    A backend says whether it can run here (``unavailable``), whether it can run a given workload
+    (``supports``), what it runs on (``device``) and counts (``count``). The class attributes
+    declare its capabilities; the dispatcher, the calibration and the bench read them.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str] = ""  # the code path it runs ("Python", "Numba", "C++"); "" never votes
+    runs_python: ClassVar[bool] = False  # runs the workload's pure-Python loop
+    compiled: ClassVar[bool] = False  # compiles the workload (so `count` folds to hi - lo)
+    gil_bound: ClassVar[bool] = False  # its workers share this process's GIL (threads)
+    uses_workers: ClassVar[bool] = False  # whether ``workers`` changes anything
+    has_startup: ClassVar[bool] = False  # a one-time start per process: JIT, pool, context
+    gpu: ClassVar[bool] = False  # runs on a GPU
+
+    def unavailable(self) -> str | None:
+        """Why it cannot run here, in words a user can act on; None if it can. Never raises."""
+        return None
+
+    def supports(self, workload: Workload) -> str | None:
+        """Why it cannot run ``workload``; None if it can. Never raises."""
+        return None
+
+    def device(self) -> str:
+        """What it runs on, e.g. ``'CPU: AMD EPYC (2 cores)'``."""
+        return cpu_device()
+
+    @property
+    def started(self) -> bool:
+        """Whether its one-time start has happened in this process."""
+        return True
+
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        """How many i in [lo, hi) satisfy ``workload``, with up to ``workers`` workers."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what it holds (pools, clusters); the next ``count`` starts them again."""
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name!r}>"

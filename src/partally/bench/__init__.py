@@ -1,0 +1,1 @@
+"""``partally bench``: run and verify (``run``), report (``report``), plot (``plot``), IO (``io``)."""

@@ -1,0 +1,45 @@
+"""The ``partally`` command line: compute, info, bench, bench-io, calibrate, fetch, serve.
+
+One module per subcommand (or pair of them), each with ``add_command(s)`` registering itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+PREFIX = "partally: error:"  # every error the command line prints starts so
+
+
+def _parser() -> argparse.ArgumentParser:
+    from partally import __version__
+    from partally.cli import auto, bench, bench_io, compute, info, io
+
+    parser = argparse.ArgumentParser(
+        prog="partally", description="Count with every backend Python has; fetch URLs concurrently."
+    )
+    parser.add_argument("--version", action="version", version=f"partally {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    compute.add_command(commands)
+    info.add_command(commands)
+    bench.add_bench_command(commands)
+    bench_io.add_command(commands)
+    io.add_io_commands(commands)
+    auto.add_dispatch_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad arguments)."""
+    from partally._errors import BackendUnavailable
+
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (TypeError, ValueError, BackendUnavailable) as exc:
+        print(f"{PREFIX} {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("partally: interrupted", file=sys.stderr)
+        return 130

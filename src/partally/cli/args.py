@@ -1,0 +1,70 @@
+"""Argument parsing shared by the subcommands: sizes, counts, workers, workloads."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+_POWER = re.compile(r"^\s*(\d+)\s*\*\*\s*(\d+)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """A size such as ``1000``, ``1_000``, ``1e9``, ``10**9`` or ``2**32`` as an int."""
+    power = _POWER.match(text)
+    if power:
+        base, exponent = int(power.group(1)), int(power.group(2))
+        if exponent > 64:
+            raise argparse.ArgumentTypeError(f"{text!r} is too large")
+        return base**exponent
+    try:
+        value = Decimal(text.replace("_", ""))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number (use forms like 1000, 1e9 or 10**9)"
+        )
+    if value.adjusted() > 30:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large")
+    return int(value)
+
+
+def count_argument(text: str) -> int:
+    value = parse_size(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; sizes are >= 0")
+    return value
+
+
+def positive(text: str) -> int:
+    value = parse_size(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def workload_argument(text: str) -> Any:
+    """A workload on the command line: a built-in's name, or ``module:function`` (importable)."""
+    from partally.workloads import names, resolve
+
+    if ":" not in text:
+        try:
+            return resolve(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"unknown workload {text!r}; expected one of {names()} or module:function"
+            ) from None
+    from partally.workloads.user import from_import_path
+
+    try:
+        return from_import_path(text)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def backend_choices() -> tuple[str, ...]:
+    from partally.backends import names
+
+    return ("auto", *names())

@@ -1,0 +1,68 @@
+"""``partally bench-io``: fetch from the local test server sequentially, with threads and asyncio."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from partally.cli import PREFIX
+from partally.cli.args import positive
+
+
+def _latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a latency in seconds in [0, 60]")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from partally.bench import report
+    from partally.bench.io import run_io_bench
+    from partally.cli.bench import BadArgument, check_writable
+
+    if args.json is not None:
+        try:
+            check_writable("--json", args.json)
+        except BadArgument as exc:
+            print(f"{PREFIX} {exc}", file=sys.stderr)
+            return 2
+    config = {"requests": args.requests, "latency": args.latency, "limit": args.limit}
+    rows = run_io_bench(console=Console(), **config)
+    if args.json:
+        data = {
+            "schema": report.SCHEMA,
+            "machine": report.machine(),
+            "config": {"io": True, **config},
+            "io": rows,
+        }
+        report.write_json(data, args.json)
+        Console(stderr=True).print(f"wrote {args.json}", highlight=False)
+    return 0
+
+
+def add_command(commands: Any) -> None:
+    bench_io = commands.add_parser(
+        "bench-io",
+        help="the IO bench: sequential, threads and asyncio fetches from a local server",
+        description=(
+            "Start the local test server, fetch from it sequentially, with threads and with "
+            "asyncio, and print each mode's time beside its ideal."
+        ),
+    )
+    bench_io.add_argument("--requests", type=positive, default=1000, help="URLs (default 1000)")
+    bench_io.add_argument(
+        "--latency", type=_latency, default=0.05, help="server latency, seconds (default 0.05)"
+    )
+    bench_io.add_argument(
+        "--limit", type=positive, default=100, help="requests in flight (default 100)"
+    )
+    bench_io.add_argument("--json", metavar="FILE", help="write the rows and the machine as JSON")
+    bench_io.set_defaults(func=_run)

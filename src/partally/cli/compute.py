@@ -1,0 +1,49 @@
+"""``partally compute N``: count on one backend, or the one auto picks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from partally.cli.args import backend_choices, count_argument, parse_size, positive, workload_argument
+
+
+def _compute(args: argparse.Namespace) -> int:
+    import partally
+
+    if args.verbose:
+        print(describe_choice(args), file=sys.stderr)
+    result = partally.compute(
+        args.n, backend=args.backend, workload=args.workload, workers=args.workers, seed=args.seed
+    )
+    if args.workload.name == "pi" and args.workload.builtin and args.n:
+        print(f"{result}  (pi ~ {4 * result / args.n:.10f})")
+    else:
+        print(result)
+    return 0
+
+
+def describe_choice(args: argparse.Namespace) -> str:
+    """What ``partally compute --verbose`` prints to stderr before the count."""
+    import partally
+
+    if args.backend != "auto":
+        return f"backend {args.backend!r} (named on the command line)"
+    return str(partally.explain(args.n, workload=args.workload))
+
+
+def add_command(commands: Any) -> None:
+    compute = commands.add_parser("compute", help="count the i in [0, N) that satisfy a workload")
+    compute.add_argument("n", type=count_argument, metavar="N", help="size: 1000, 1e9, 10**9 ...")
+    compute.add_argument("--backend", default="auto", choices=backend_choices())
+    compute.add_argument(
+        "--workload",
+        type=workload_argument,
+        default="count",
+        help="count, primes, pi, or module:function (your own; default count)",
+    )
+    compute.add_argument("--workers", type=positive, default=None, help="default: every core")
+    compute.add_argument("--seed", type=parse_size, default=0, help="the workload's seed (default 0)")
+    compute.add_argument("--verbose", "-v", action="store_true", help="say which backend runs, why")
+    compute.set_defaults(func=_compute)

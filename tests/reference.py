@@ -43,3 +43,13 @@ def sieve(n: int) -> list[bool]:
         if flags[p]:
             flags[p * p :: p] = [False] * len(range(p * p, n, p))
     return flags
+
+
+# The built-in workloads, as the backends take them, and the pure-Python count of any of them.
+from partally.workloads import BUILTINS, resolve  # noqa: E402
+
+WORKLOADS = tuple(BUILTINS.values())
+
+
+def count_range(workload, lo: int, hi: int, seed: int = 0) -> int:
+    return resolve(workload).count_range(lo, hi, seed)

@@ -1,13 +1,15 @@
 """Every CPU backend against the pure-Python reference, through the registry and compute()."""
 
 import pytest
+
+from partally.workloads import BUILTINS, resolve
 from hypothesis import given
 from hypothesis import strategies as st
 
 import partally
-from partally.backends import NAMES as BACKEND_NAMES
+from partally.backends import names as backend_names
 from partally.backends import get as get_backend
-from partally.workloads import WORKLOADS, count_range
+from reference import WORKLOADS, count_range
 
 CPU_BACKENDS = ["python", "threads", "processes", "numba", "native"]
 COMPILED = ["numba", "native"]
@@ -21,7 +23,7 @@ def available(name):
 
 
 def test_cpu_backends_are_registered_and_available_here():
-    assert set(CPU_BACKENDS) <= set(BACKEND_NAMES)
+    assert set(CPU_BACKENDS) <= set(backend_names())
     infos = {info.name: info for info in partally.backends()}
     for name in CPU_BACKENDS:
         assert infos[name].available, infos[name].reason
@@ -40,7 +42,7 @@ def test_cpu_backends_are_registered_and_available_here():
 def test_equals_reference_on_random_ranges(name, workload, lo, size, seed, workers):
     backend = available(name)
     expected = count_range(workload, lo, lo + size, seed)
-    assert backend.count(workload, lo, lo + size, workers=workers, seed=seed) == expected
+    assert backend.count(resolve(workload), lo, lo + size, workers=workers, seed=seed) == expected
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -48,7 +50,7 @@ def test_equals_reference_on_random_ranges(name, workload, lo, size, seed, worke
 def test_pi_far_out_in_the_index_range(name, lo, seed):
     backend = available(name)
     hi = lo + 5000
-    assert backend.count("pi", lo, hi, workers=2, seed=seed) == count_range("pi", lo, hi, seed)
+    assert backend.count(BUILTINS["pi"], lo, hi, workers=2, seed=seed) == count_range("pi", lo, hi, seed)
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
@@ -79,7 +81,7 @@ def test_compiled_known_values_at_ten_million(name, workers):
 def test_compiled_top_of_primes_range(name):
     backend = available(name)
     lo, hi = 2**32 - 20_000, 2**32
-    assert backend.count("primes", lo, hi, workers=2, seed=0) == count_range("primes", lo, hi)
+    assert backend.count(BUILTINS["primes"], lo, hi, workers=2, seed=0) == count_range("primes", lo, hi)
 
 
 @pytest.mark.parametrize("name", COMPILED)

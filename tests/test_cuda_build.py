@@ -12,7 +12,10 @@ import textwrap
 
 import pytest
 
-from partally.backends import _gpu, cuda, numba_cuda
+from partally.backends import _gpu, cuda, get
+from partally.workloads import BUILTINS
+
+numba_cuda = get("numba-cuda")
 
 FATBIN_MAGIC = bytes.fromhex("50ed55ba")  # 0xBA55ED50, little-endian
 
@@ -33,7 +36,7 @@ def test_build_made_the_fatbin():
 
 
 @pytest.mark.skipif(_gpu.problem() is None, reason="a CUDA device is present: see test_gpu.py")
-@pytest.mark.parametrize("backend", [cuda, numba_cuda])
+@pytest.mark.parametrize("backend", [get("cuda"), numba_cuda], ids=["cuda", "numba-cuda"])
 def test_unavailable_says_why(backend):
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and backend is numba_cuda:
         pytest.skip("the CUDA simulator stands in for a device")
@@ -71,8 +74,10 @@ _COMPILE_CHECK = textwrap.dedent(
     # No GPU here: compile the device functions for sm_90 instead of the current device.
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
     from partally.backends import _numba_cuda_kernels as k
+    from partally.workloads import BUILTINS
     sig = (types.uint64, types.uint64, types.uint64, types.uint64[::1])
-    for name, kernel in k.KERNELS.items():
+    for name, workload in BUILTINS.items():
+        kernel = k.kernel(workload)[0]
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
         assert ".entry" in ptx, name
         assert ".f64" not in ptx, f"{name}: float64 in the PTX (int64 and uint64 mixed?)"
@@ -113,5 +118,5 @@ def test_kernels_compile_with_nvrtc():
         pytest.fail(f"NVRTC: {exc}\n{nvrtc.getProgramLog(program)}")
     ptx = nvrtc.getPTX(program)
     ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
-    for name in cuda.KERNELS.values():
+    for name in (w.cuda_kernel for w in BUILTINS.values()):
         assert f".entry {name}(" in ptx

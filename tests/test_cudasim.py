@@ -14,7 +14,9 @@ import os
 
 import pytest
 
-from partally.workloads import count_range
+from partally.workloads import BUILTINS, resolve
+
+from reference import count_range
 
 pytestmark = [
     pytest.mark.cudasim,
@@ -42,7 +44,11 @@ _REASON = _why_not()
 if _REASON is not None:
     pytest.skip(_REASON, allow_module_level=True)
 
-from partally.backends import _gpu, _numba_cuda_kernels, numba_cuda  # noqa: E402
+import dataclasses  # noqa: E402
+
+from partally.backends import _numba_cuda_kernels, get  # noqa: E402
+
+numba_cuda = get("numba-cuda")
 
 SHAPES = [(1, 1), (1, 32), (3, 64), (2, 100), (5, 33)]  # (blocks, threads per block)
 RANGES = {
@@ -57,28 +63,28 @@ CASES = [(w, lo, hi) for w, ranges in RANGES.items() for lo, hi in ranges]
 @pytest.mark.parametrize("workload, lo, hi", CASES)
 def test_kernel_matches_reference(workload, lo, hi, blocks, threads):
     expected = count_range(workload, lo, hi, seed=0)
-    got = numba_cuda.count(workload, lo, hi, workers=1, seed=0, blocks=blocks, threads=threads)
+    got = numba_cuda.count(resolve(workload), lo, hi, workers=1, seed=0, blocks=blocks, threads=threads)
     assert got == expected
 
 
 @pytest.mark.parametrize("seed", [1, 2**64 - 1, 0x9E3779B97F4A7C15])
 def test_pi_seeds(seed):
-    got = numba_cuda.count("pi", 1000, 2500, workers=1, seed=seed, blocks=3, threads=64)
+    got = numba_cuda.count(BUILTINS["pi"], 1000, 2500, workers=1, seed=seed, blocks=3, threads=64)
     assert got == count_range("pi", 1000, 2500, seed=seed)
 
 
 @pytest.mark.parametrize("workload", ["count", "primes", "pi"])
 def test_many_launches_add_up(workload, monkeypatch):
     # Slices that do not divide the range: each launch adds into the same 64-bit counter.
-    monkeypatch.setitem(_gpu.SLICE, workload, 97)
-    got = numba_cuda.count(workload, 5, 1500, workers=1, seed=7, blocks=2, threads=64)
+    sliced = dataclasses.replace(resolve(workload), gpu_slice=97)
+    got = numba_cuda.count(sliced, 5, 1500, workers=1, seed=7, blocks=2, threads=64)
     assert got == count_range(workload, 5, 1500, seed=7)
 
 
 def test_many_iterations_per_thread():
     # 10**4 elements on 128 threads: about 80 trips of each grid-stride loop (the simulator runs
     # each CUDA thread as a Python thread, about 1 ms an element: known values at 10**5 took minutes)
-    got = numba_cuda.count("pi", 0, 10**4, workers=1, seed=0, blocks=4, threads=32)
+    got = numba_cuda.count(BUILTINS["pi"], 0, 10**4, workers=1, seed=0, blocks=4, threads=32)
     assert got == count_range("pi", 0, 10**4, seed=0)
 
 
@@ -92,4 +98,5 @@ def test_compute_uses_the_simulator():
 
 def test_bad_shape_is_refused():
     with pytest.raises(ValueError, match="threads per block"):
-        _numba_cuda_kernels.launch("pi", [(0, 10)], 0, 1, 2048)
+        kernel, index_type = numba_cuda.kernel(BUILTINS["pi"])
+        _numba_cuda_kernels.launch(kernel, index_type, [(0, 10)], 0, 1, 2048)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from partally.workloads import BUILTINS, resolve
+
 import partally
 from partally.backends import cuda, get
-from partally.workloads import count_range
+from reference import count_range
 
 pytestmark = pytest.mark.gpu
 
@@ -46,13 +48,13 @@ def test_known_values(backend, workload, n, expected):
 def test_uneven_ranges_match_reference(backend, workload, blocks, threads):
     module = get(backend)
     for lo, hi in [(0, 1), (12345, 23457), (2**32 - 3001, 2**32)]:
-        got = module.count(workload, lo, hi, workers=1, seed=5, blocks=blocks, threads=threads)
+        got = module.count(resolve(workload), lo, hi, workers=1, seed=5, blocks=blocks, threads=threads)
         assert got == count_range(workload, lo, hi, seed=5), (lo, hi)
 
 
 def test_pi_near_two_to_63(backend):
     lo, hi = 2**63 - 10**5, 2**63 - 1
-    assert get(backend).count("pi", lo, hi, workers=1, seed=3) == count_range("pi", lo, hi, 3)
+    assert get(backend).count(BUILTINS["pi"], lo, hi, workers=1, seed=3) == count_range("pi", lo, hi, 3)
 
 
 def test_backends_agree_at_scale():
@@ -79,11 +81,11 @@ def test_cuda_loads_fatbin_and_nvrtc(monkeypatch):
     try:
         if (folder / cuda.FATBIN).is_file():
             assert cuda.module()[1] == "fatbin"
-            assert cuda.count("primes", 0, 10**6) == 78498
+            assert get("cuda").count(BUILTINS["primes"], 0, 10**6) == 78498
         cuda.module.cache_clear()
         monkeypatch.setenv("PARTALLY_CUDA_NVRTC", "1")
         assert cuda.module()[1] == "nvrtc"
-        assert cuda.count("primes", 0, 10**6) == 78498
-        assert cuda.count("pi", 0, 10**6) == 785806
+        assert get("cuda").count(BUILTINS["primes"], 0, 10**6) == 78498
+        assert get("cuda").count(BUILTINS["pi"], 0, 10**6) == 785806
     finally:
         cuda.module.cache_clear()

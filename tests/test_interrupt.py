@@ -11,7 +11,7 @@ import pytest
 
 import partally
 from partally.backends import get as get_backend
-from partally.workloads import count_range
+from reference import count_range
 
 processes = get_backend("processes")
 
@@ -74,7 +74,7 @@ def test_pool_is_reused_and_shut_down():
     assert len(first) == 2
     partally.compute(20_000, backend="processes", workload="pi", workers=2)
     assert processes.worker_pids() == first
-    processes.shutdown()
+    processes.close()
     assert processes.worker_pids() == []
     assert all(gone(pid) for pid in first)
 
@@ -91,7 +91,7 @@ def test_interrupted_pool_leaves_no_worker():
     assert processes.worker_pids() == []
     # and the backend works again afterwards, with a new pool
     assert partally.compute(1000, backend="processes", workload="count") == 1000
-    processes.shutdown()
+    processes.close()
 
 
 @pytest.mark.parametrize(

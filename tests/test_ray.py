@@ -12,9 +12,11 @@ import time
 
 import pytest
 
+from partally.workloads import BUILTINS, resolve
+
 import partally
 from partally.backends import get as get_backend
-from partally.workloads import WORKLOADS, count_range
+from reference import WORKLOADS, count_range
 
 pytestmark = pytest.mark.ray
 
@@ -80,7 +82,7 @@ def local_ray():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    backend.count("pi", 0, 1000, workers=2, seed=0)  # workers import numba outside any clock
+    backend.count(BUILTINS["pi"], 0, 1000, workers=2, seed=0)  # workers import numba outside any clock
     yield ray
     ray.shutdown()
     if saved is not None:
@@ -135,7 +137,7 @@ def test_workers_run_the_fastest_kernel(local_ray):
     [(0, 0, 0), (0, 1, 0), (0, 2000, 0), (7, 3001, 12345), (2**32 - 2500, 2**32, 2**64 - 1)],
 )
 def test_equals_reference(local_ray, workload, lo, hi, seed):
-    assert backend.count(workload, lo, hi, workers=2, seed=seed) == count_range(workload, lo, hi, seed)
+    assert backend.count(resolve(workload), lo, hi, workers=2, seed=seed) == count_range(workload, lo, hi, seed)
 
 
 @needs_ray
@@ -152,7 +154,7 @@ def test_many_small_chunks_equal_reference(local_ray, monkeypatch, workload, wor
 
     monkeypatch.setattr(local_ray, "wait", spy)
     lo, hi = 2**31 - 1000, 2**31 + 1001
-    assert backend.count(workload, lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
+    assert backend.count(resolve(workload), lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
     assert in_flight and max(in_flight) <= workers  # `workers` caps the tasks at once
 
 
@@ -170,11 +172,11 @@ def test_known_values_through_compute(local_ray, workload, n, expected):
 @needs_proc
 def test_a_killed_worker_is_retried_and_the_count_stays_exact(local_ray):
     n = 3 * 10**9  # 24 chunks of ~0.1 s on 2 CPUs
-    expected = get_backend("numba").count("pi", 0, n, workers=2, seed=3)
+    expected = get_backend("numba").count(BUILTINS["pi"], 0, n, workers=2, seed=3)
     result, killed = {}, []
 
     def run():
-        result["count"] = backend.count("pi", 0, n, workers=2, seed=3)
+        result["count"] = backend.count(BUILTINS["pi"], 0, n, workers=2, seed=3)
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -197,11 +199,11 @@ def test_ctrl_c_cancels_the_tasks(local_ray):
     threading.Timer(0.5, _thread.interrupt_main).start()
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        backend.count("primes", 0, 2**32, workers=2, seed=0)  # minutes of work
+        backend.count(BUILTINS["primes"], 0, 2**32, workers=2, seed=0)  # minutes of work
     assert time.perf_counter() - started < 3
     # the cancelled tasks free their CPUs at once: a small count is not stuck behind them
     started = time.perf_counter()
-    assert backend.count("pi", 0, 10**6, workers=2, seed=0) == 785806
+    assert backend.count(BUILTINS["pi"], 0, 10**6, workers=2, seed=0) == 785806
     assert time.perf_counter() - started < 5
 
 

@@ -28,8 +28,8 @@ import aiohttp
 import httpx
 import urllib3
 
-from partally._fetch import fetch_all
-from partally._server import server_process
+from partally.io.fetch import fetch_all
+from partally.io.server import server_process
 
 
 async def _workers(urls: list[str], concurrency: int, get: Callable) -> None:

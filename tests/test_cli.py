@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from partally._cli import main, parse_size
+from partally.cli import main
+from partally.cli.args import parse_size
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,7 @@ def test_info_names_the_extra_to_install():
     code = (
         "import sys\n"
         "sys.modules['cupy'] = sys.modules['numba_cuda'] = sys.modules['ray'] = None\n"
-        "from partally._cli import main\n"
+        "from partally.cli import main\n"
         "main(['info'])\n"
     )
     done = subprocess.run(
@@ -65,7 +66,7 @@ def test_info_names_the_extra_to_install():
         (["compute", "ten"], "not a whole number"),
         (["compute", "-5"], "negative"),
         (["compute", "10", "--backend", "gpu"], "invalid choice"),
-        (["compute", "10", "--workload", "fib"], "invalid choice"),
+        (["compute", "10", "--workload", "fib"], "unknown workload"),
         (["compute", "10", "--workers", "0"], "must be >= 1"),
         (["compute", "1e10", "--workload", "primes"], "n <= 2**32"),
     ],

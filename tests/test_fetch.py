@@ -15,9 +15,10 @@ import time
 import httpx
 import pytest
 
-from partally import _fetch, _transport
-from partally._fetch import MODES, FetchResult, afetch_all, fetch_all
-from partally._server import running_server
+from partally.io import fetch as _fetch
+from partally.io import transport as _transport
+from partally.io.fetch import MODES, FetchResult, afetch_all, fetch_all
+from partally.io.server import running_server
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +237,7 @@ def test_cancelling_afetch_all_is_prompt_and_closes_the_pool(server, app, monkey
 def test_ctrl_c_stops_promptly(server, app, mode):
     script = textwrap.dedent(
         f"""
-        from partally import _fetch
+        from partally.io import fetch as _fetch
         _fetch.fetch_all([{server.url!r} + f"/{{i}}?latency=10" for i in range(50)], {mode!r})
         """
     )

@@ -16,9 +16,10 @@ import urllib.request
 import pytest
 from rich.console import Console
 
-from partally import _fetch, _io_cli
-from partally._io_bench import run_io_bench
-from partally._server import running_server
+from partally.cli import io as _io_cli
+from partally.io import fetch as _fetch
+from partally.bench.io import run_io_bench
+from partally.io.server import running_server
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from partally._server import TestApp, running_server, server_process
+from partally.io.server import TestApp, running_server, server_process
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-MODES = ("asyncio", "threads", "sequential")  # partally._fetch.MODES, without importing httpx here
+MODES = ("asyncio", "threads", "sequential")  # partally.io.fetch.MODES, without importing httpx here
 SHOWN_FAILURES = 20  # the summary lists this many failures; --json has them all
 
 
@@ -119,7 +119,7 @@ def add_io_commands(subparsers: Any) -> None:
         "serve",
         help="run the local test server (uvicorn) for demos and benchmarks",
         description="A local HTTP server that answers every path after a delay. See "
-        "partally._server for ?latency=, ?size=, ?status=, /close and /stats.",
+        "partally.io.server for ?latency=, ?size=, ?status=, /close and /stats.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback only)")
     serve.add_argument("--port", type=int, default=8000, help="default: 8000")

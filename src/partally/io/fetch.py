@@ -10,7 +10,7 @@ merging, auth, redirect and stream layers cost more CPU a request than the trans
 Redirects are followed here as httpx's `follow_redirects=True` does, and the timeout goes in the
 request's "timeout" extension as httpx's client puts it. The bytes move through aiohttp (asyncio)
 and urllib3 (threads), whose pools stay O(1) per request where httpx's default one did not: see
-`partally._transport`, and scripts/io_anchor.py for the numbers.
+`partally.io.transport`, and scripts/io_anchor.py for the numbers.
 """
 
 from __future__ import annotations

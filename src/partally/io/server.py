@@ -193,7 +193,7 @@ def server_process(*, latency: float = 0.05, size: int = 1024) -> Iterator[str]:
     sock = _free_socket("127.0.0.1")
     sock.listen(4096)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    argv = [sys.executable, "-m", "partally._server", "--fd", str(sock.fileno())]
+    argv = [sys.executable, "-m", "partally.io.server", "--fd", str(sock.fileno())]
     argv += ["--latency", str(latency), "--size", str(size)]
     child = subprocess.Popen(argv, pass_fds=[sock.fileno()])
     try:
@@ -234,8 +234,8 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m partally._server --fd N``: what `server_process` runs, for benchmarks."""
-    parser = argparse.ArgumentParser(prog="python -m partally._server")
+    """``python -m partally.io.server --fd N``: what `server_process` runs, for benchmarks."""
+    parser = argparse.ArgumentParser(prog="python -m partally.io.server")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--size", type=int, default=1024)

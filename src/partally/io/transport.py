@@ -9,7 +9,7 @@ it is: its URL, already parsed and quoted by httpx, is not parsed again; its tim
 pool's own objects once per client, not once per request.
 
 aiohttp's and urllib3's errors become httpx's, most specific first (see `_AIOHTTP_ERRORS` and
-`_URLLIB3_ERRORS`), so the retry policy in `partally._fetch` reads httpx's exceptions only.
+`_URLLIB3_ERRORS`), so the retry policy in `partally.io.fetch` reads httpx's exceptions only.
 """
 
 from __future__ import annotations

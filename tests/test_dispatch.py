@@ -1,7 +1,8 @@
 """backend="auto": the cost models, their cache, the rules of the choice, and the CLI around them.
 
 Calibration runs against fake backends on a fake clock (exact numbers, no waiting); one test runs
-one real calibration with a small budget.
+one real calibration with a small budget. Every test runs on a ``Dispatcher`` of its own, with its
+cache in a temporary folder (never the user's cache), installed with ``use_dispatcher``.
 """
 
 from __future__ import annotations
@@ -11,27 +12,77 @@ import functools
 import io
 import json
 import math
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 import partally
-from partally import _calibrate, _dispatch, _dispatch_cli, _timing
-from partally._calibrate import Calibration, Model, fit
-from partally.backends import NAMES, get
-from partally.workloads import count_range
+from partally import _timing
+from partally._settings import Settings
+from partally.auto import calibration, dispatcher, use_dispatcher
+from partally.auto.cache import CalibrationCache, machine_key
+from partally.auto.calibration import Calibration, calibrate, candidates
+from partally.auto.dispatcher import FIXED_ORDER, Dispatcher
+from partally.auto.models import Model, crossover_words, crossovers, fastest, fit
+from partally.backends import Backend, get, names, unregister
+from partally.backends import register as register_backend
+from partally.cli import main
+from partally.cli.auto import print_models
+from partally.cli.compute import describe_choice
+from partally.workloads import BUILTINS
+
+COUNT, PRIMES, PI = BUILTINS["count"], BUILTINS["primes"], BUILTINS["pi"]
+KEY = machine_key()
+
+
+def never(*args, **kwargs):
+    pytest.fail("calibrated, but must not have")
+
+
+def start(
+    directory: Path,
+    *,
+    calibrate: Callable[..., Calibration] = calibration.calibrate,
+    settings: Settings | None = None,
+    key: dict | None = None,
+) -> Dispatcher:
+    """What a new process does: a dispatcher of its own over the cache in ``directory``, installed
+    as partally's. ``settings`` None: read from the environment on first use, as in a process."""
+    made = Dispatcher(
+        cache=CalibrationCache(directory, key=KEY if key is None else key),
+        settings=settings,
+        calibrate=calibrate,
+    )
+    use_dispatcher(made)
+    return made
 
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch, tmp_path):
     """A private cache directory, no dispatch settings in the environment, no remembered state."""
-    monkeypatch.setattr(_calibrate, "cache_dir", lambda: tmp_path / "cache")
     for name in ("PARTALLY_BACKEND", "PARTALLY_NO_CALIBRATE", "RAY_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(_calibrate, "_startups", {})
-    _dispatch.reset()
+    # Anything that would fall back on the user cache (a default CalibrationCache) lands here.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    start(tmp_path / "cache")
     yield tmp_path / "cache"
-    _dispatch.reset()
+    use_dispatcher(None)
+
+
+@pytest.fixture
+def register():
+    """``register(name, factory)``: a backend in partally's registry for this test only."""
+    added = []
+
+    def add(name: str, factory: Callable[[], Backend]) -> None:
+        register_backend(name, factory)
+        added.append(name)
+
+    yield add
+    for name in added:
+        unregister(name)
 
 
 class FakeClock:
@@ -46,45 +97,75 @@ class FakeClock:
 def clock(monkeypatch):
     """A clock that only fake backends move, for both the budget and ``measure``."""
     fake = FakeClock()
-    monkeypatch.setattr(_calibrate, "clock", fake)
+    monkeypatch.setattr(calibration, "clock", fake)
     monkeypatch.setattr(_timing, "time", SimpleNamespace(perf_counter=fake))
     return fake
 
 
-def fake_backend(clock, name, overhead, rate, startup=0.0, wrong=False):
-    """A backend whose ``count`` of ``count`` takes exactly overhead + n / rate on ``clock``."""
-    started = []
+class Timed(Backend):
+    """A backend whose ``count`` takes exactly overhead + n / rate on ``clock`` (and ``startup``
+    more on its first call); ``wrong`` counts one too many."""
 
-    def count(workload, lo, hi, *, workers, seed):
-        clock.now += overhead + (hi - lo) / rate + (0.0 if started else startup)
-        started.append(True)
-        return hi - lo + (1 if wrong else 0)
+    has_startup = True
 
-    return SimpleNamespace(
-        NAME=name, PARALLEL=True, unavailable=lambda: None, device=lambda: "fake", count=count
-    )
+    def __init__(self, clock, name, overhead, rate, startup=0.0, wrong=False):
+        self.name = name
+        self.clock, self.overhead, self.rate, self.startup, self.wrong = (
+            clock, overhead, rate, startup, wrong
+        )
+        self.calls = 0
+
+    @property
+    def started(self) -> bool:
+        return self.calls > 0
+
+    def count(self, workload, lo, hi, *, workers, seed):
+        self.clock.now += self.overhead + (hi - lo) / self.rate
+        self.clock.now += 0.0 if self.started else self.startup
+        self.calls += 1
+        return hi - lo + (1 if self.wrong else 0)
+
+
+class TimedPool(Timed):
+    """A pool running the pure-Python loop (like ``processes``): skipped where it cannot win."""
+
+    runs_python = True
 
 
 def linear(overhead, rate, sizes=(32, 100, 1000, 10**4)):
     return fit(sizes, [overhead + n / rate for n in sizes])
 
 
+class Calibrations(list):
+    """The names of the workloads the fake calibration measured, in order."""
+
+    def __init__(self, directory: Path, calibrate: Callable[..., Calibration]) -> None:
+        super().__init__()
+        self.directory, self.calibrate = directory, calibrate
+
+    def start(self, directory: Path | None = None, key: dict | None = None) -> Dispatcher:
+        """A new process: a new dispatcher, measuring with the same fixed models."""
+        return start(
+            directory or self.directory, calibrate=self.calibrate, settings=Settings(), key=key
+        )
+
+
 @pytest.fixture
-def calibrations(monkeypatch):
-    """Replace measuring with fixed models; returns the list of workloads measured."""
-    measured = []
+def calibrations(fresh):
+    """Measuring replaced with fixed models; the list of workloads measured (its ``start()`` is a
+    new process)."""
     models = {
         "python": linear(1e-6, 1e7),  # python below 102, native to 1.7e4, numba above
         "native": linear(1e-5, 1e9),
         "numba": linear(2e-5, 4e9),
     }
 
-    def calibrate(workload, names=None, **_):
-        measured.append(workload)
+    def fake(workload, names=None, **_):
+        measured.append(workload.name)
         return Calibration(dict(models), {"threads": "not timed: cannot beat"}, 2, 0.1)
 
-    monkeypatch.setattr(_calibrate, "calibrate", calibrate)
-    monkeypatch.setattr(_dispatch, "_is_started", lambda name, startup: True)
+    measured = Calibrations(fresh, fake)
+    measured.start()
     return measured
 
 
@@ -131,8 +212,8 @@ def test_crossover_of_two_lines():
     models = {"python": fit([1, 10**6], [1e-6, 1.0]), "native": linear(1e-3, 1e9, (1, 10**6))}
     # Equal at n = 1e-3 / (1e-6 - 1e-9) = 1001; native, with more overhead, must be 10% faster:
     # n / 1e6 = 1.1 * (1e-3 + n / 1e9)  at  n = 1.1e-3 / (1e-6 - 1.1e-9) = 1101.2...
-    assert _calibrate.crossovers(models, 1, 10**6) == [("python", 1), ("native", 1102)]
-    assert _calibrate.crossover_words(models, 10**6) == "python below 1.1e3, native above 1.1e3"
+    assert crossovers(models, 1, 10**6) == [("python", 1), ("native", 1102)]
+    assert crossover_words(models, 10**6) == "python below 1.1e3, native above 1.1e3"
 
 
 def test_crossover_words_with_three_regions():
@@ -141,7 +222,7 @@ def test_crossover_words_with_three_regions():
         "native": linear(1e-5, 1e8, (1, 10**12)),
         "numba": linear(1e-3, 1e10, (1, 10**12)),
     }
-    words = _calibrate.crossover_words(models, 10**12)
+    words = crossover_words(models, 10**12)
     assert words.startswith("python below 32, native 32 to ")
     # 1.1 * (1e-3 + n/1e10) = 1e-5 + n/1e8  at  n = 1.09e-3 / (1e-8 - 1.1e-10) = 110212.3...
     assert words.endswith("numba above 1.1e5")
@@ -151,14 +232,15 @@ def test_crossover_words_with_three_regions():
 
 
 def test_calibration_fits_fakes_exactly_and_skips_a_pool_that_cannot_win(clock):
-    modules = {
-        "python": fake_backend(clock, "python", 1e-6, 1e7),
-        "native": fake_backend(clock, "native", 5e-6, 1e9, startup=0.25),
-        "processes": fake_backend(clock, "processes", 3e-4, 2e7),
+    fakes = {
+        "python": Timed(clock, "python", 1e-6, 1e7),
+        "native": Timed(clock, "native", 5e-6, 1e9, startup=0.25),
+        "processes": TimedPool(clock, "processes", 3e-4, 2e7),
     }
-    found = _calibrate.calibrate("count", modules=modules, workers=2)
+    found = calibrate(COUNT, backends=fakes, workers=2)
     assert set(found.models) == {"python", "native"}
     assert "cannot beat" in found.skipped["processes"]
+    assert fakes["processes"].calls == 0  # skipped before it was timed at all
     native = found.models["native"]
     assert native.startup == pytest.approx(0.25)
     assert native.overhead == pytest.approx(5e-6)
@@ -170,22 +252,22 @@ def test_calibration_fits_fakes_exactly_and_skips_a_pool_that_cannot_win(clock):
 
 
 def test_calibration_keeps_a_pool_that_can_win(clock):
-    modules = {
-        "python": fake_backend(clock, "python", 1e-6, 1e7),
-        "processes": fake_backend(clock, "processes", 3e-4, 2e7),
+    fakes = {
+        "python": Timed(clock, "python", 1e-6, 1e7),
+        "processes": TimedPool(clock, "processes", 3e-4, 2e7),
     }
-    found = _calibrate.calibrate("count", modules=modules, workers=2)
+    found = calibrate(COUNT, backends=fakes, workers=2)
     assert set(found.models) == {"python", "processes"}
-    assert _calibrate.fastest(found.models, 10**9) == "processes"
-    assert _calibrate.fastest(found.models, 100) == "python"
+    assert fastest(found.models, 10**9) == "processes"
+    assert fastest(found.models, 100) == "python"
 
 
 def test_calibration_stays_within_its_budget(clock):
-    modules = {
-        "python": fake_backend(clock, "python", 1e-6, 1e5),
-        "slow": fake_backend(clock, "slow", 1e-3, 3e4, startup=2.0),
+    fakes = {
+        "python": Timed(clock, "python", 1e-6, 1e5),
+        "slow": Timed(clock, "slow", 1e-3, 3e4, startup=2.0),
     }
-    found = _calibrate.calibrate("pi", modules=modules, budget=0.5)
+    found = calibrate(PI, backends=fakes, budget=0.5)
     starts = sum(model.startup for model in found.models.values())
     assert found.elapsed_s - starts <= 0.5
     assert starts == pytest.approx(2.0)
@@ -193,20 +275,20 @@ def test_calibration_stays_within_its_budget(clock):
 
 
 def test_calibration_leaves_out_a_backend_that_miscounts(clock):
-    modules = {
-        "python": fake_backend(clock, "python", 1e-6, 1e7),
-        "native": fake_backend(clock, "native", 1e-6, 1e9, wrong=True),
+    fakes = {
+        "python": Timed(clock, "python", 1e-6, 1e7),
+        "native": Timed(clock, "native", 1e-6, 1e9, wrong=True),
     }
-    found = _calibrate.calibrate("count", modules=modules)
+    found = calibrate(COUNT, backends=fakes)
     assert set(found.models) == {"python"}
     assert "failed during calibration" in found.skipped["native"]
 
 
 def test_ray_is_not_timed_without_a_cluster():
-    if "ray" not in NAMES:
+    if "ray" not in names():
         pytest.skip("no ray backend registered")
-    names, skipped = _calibrate.candidates(["python", "ray"])
-    assert names == ["python"]
+    chosen, skipped = candidates(COUNT, ["python", "ray"])
+    assert chosen == ["python"]
     assert "RAY_ADDRESS" in skipped["ray"]
 
 
@@ -215,13 +297,14 @@ def test_ray_is_not_timed_without_a_cluster():
 
 def test_cache_round_trip(fresh):
     found = Calibration({"python": linear(1e-6, 1e6), "native": linear(1e-5, 1e9)}, {"x": "y"}, 2, 1.5)
-    key = _calibrate.machine_key()
-    assert _calibrate.save("pi", found, key)
-    assert _calibrate.cache_path(key).parent == fresh
-    assert _calibrate.load("pi", key) == found
-    assert _calibrate.load("primes", key) is None
-    assert _calibrate.save("primes", found, key)  # a second workload joins the first
-    assert _calibrate.load("pi", key) == found
+    cache = CalibrationCache(fresh, key=KEY)
+    assert cache.save("pi", found) is None
+    assert cache.path.parent == fresh
+    assert cache.load("pi") == found
+    assert cache.load("primes") is None
+    assert cache.save("primes", found) is None  # a second workload joins the first
+    assert cache.load("pi") == found
+    assert CalibrationCache(fresh, key=KEY).load("primes") == found  # as another process reads it
 
 
 @pytest.mark.parametrize(
@@ -235,89 +318,121 @@ def test_cache_round_trip(fresh):
     ],
 )
 def test_corrupt_cache_is_ignored_and_rewritten(fresh, calibrations, content):
-    key = _calibrate.machine_key()
-    path = _calibrate.cache_path(key)
+    cache = CalibrationCache(fresh, key=KEY)
+    path = cache.path
     path.parent.mkdir(parents=True)
     if content == "KEY_OK_BAD_MODEL":
         bad = {"models": {"python": {"sizes": [1], "seconds": ["x"], "startup": 0}}, "skipped": {}}
-        content = json.dumps({"format": 1, "key": key, "workloads": {"pi": bad}})
+        content = json.dumps({"format": 1, "key": KEY, "workloads": {"pi": bad}})
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    assert _calibrate.load("pi", key) is None
-    assert _dispatch.choose("pi", 10**6) == "numba"
+    assert cache.load("pi") is None
+    assert dispatcher().choose(PI, 10**6) == "numba"
     assert calibrations == ["pi"]
     assert json.loads(path.read_text())["workloads"]["pi"]["models"]["numba"]["sizes"][0] == 32
 
 
 def test_cached_models_are_used_without_measuring(calibrations):
-    _dispatch.choose("pi", 10**6)
-    _dispatch.reset()  # a new process
-    assert _dispatch.choose("pi", 10**6) == "numba"
+    dispatcher().choose(PI, 10**6)
+    calibrations.start()  # a new process
+    assert dispatcher().choose(PI, 10**6) == "numba"
     assert calibrations == ["pi"]
 
 
-def test_a_changed_machine_key_recalibrates(monkeypatch, calibrations):
-    _dispatch.choose("pi", 10**6)
-    key = _calibrate.machine_key()
-    monkeypatch.setattr(_calibrate, "machine_key", lambda: {**key, "partally": "9.9"})
-    _dispatch.reset()
-    _dispatch.choose("pi", 10**6)
+def test_a_changed_machine_key_recalibrates(calibrations):
+    dispatcher().choose(PI, 10**6)
+    calibrations.start(key={**KEY, "partally": "9.9"})
+    dispatcher().choose(PI, 10**6)
     assert calibrations == ["pi", "pi"]
 
 
-def test_an_unwritable_cache_is_no_crash(monkeypatch, tmp_path, calibrations):
+def test_an_unwritable_cache_is_no_crash(tmp_path, calibrations):
     (tmp_path / "file").write_text("")
-    monkeypatch.setattr(_calibrate, "cache_dir", lambda: tmp_path / "file" / "cache")
-    assert _dispatch.choose("pi", 10**6) == "numba"
-    assert not _calibrate.save("pi", _dispatch.calibration("pi"))
+    chooser = calibrations.start(directory=tmp_path / "file" / "cache")
+    assert chooser.choose(PI, 10**6) == "numba"
+    assert chooser.cache.save("pi", chooser.calibration(PI)) is not None
+    found, problem = chooser.recalibrate(PI)
+    assert problem is not None and "numba" in found.models
 
 
 def test_machine_key_names_what_the_models_depend_on():
-    key = _calibrate.machine_key()
+    key = machine_key()
     assert {"cpu", "cores", "gpu", "python", "partally"} <= set(key)
     assert key["partally"] == partally.__version__
+
+
+def test_the_default_cache_is_the_user_cache(fresh):
+    """Without a directory the cache is platformdirs' user cache (here XDG_CACHE_HOME, a tmp)."""
+    assert CalibrationCache(key=KEY).path.parent == fresh.parent / "user-cache" / "partally"
 
 
 # --- the rules of the choice -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("n", [0, 1, 31])
-def test_tiny_n_runs_python_without_measuring(monkeypatch, n):
-    monkeypatch.setattr(_calibrate, "calibrate", pytest.fail)
-    assert _dispatch.choose("pi", n) == "python"
+def test_tiny_n_runs_python_without_measuring(fresh, n):
+    chooser = start(fresh, calibrate=never)
+    assert chooser.choose(PI, n) == "python"
     assert partally.explain(n, "pi").backend == "python"
 
 
 def test_models_pick_the_least_predicted_time(calibrations):
-    assert _dispatch.choose("pi", 101) == "python"  # native is faster, but not by 10%
-    assert _dispatch.choose("pi", 102) == "native"
-    assert _dispatch.choose("pi", 10**4) == "native"
-    assert _dispatch.choose("pi", 2 * 10**4) == "numba"
-    assert _dispatch.choose("pi", 10**9) == "numba"
+    chooser = dispatcher()
+    assert chooser.choose(PI, 101) == "python"  # native is faster, but not by 10%
+    assert chooser.choose(PI, 102) == "native"
+    assert chooser.choose(PI, 10**4) == "native"
+    assert chooser.choose(PI, 2 * 10**4) == "numba"
+    assert chooser.choose(PI, 10**9) == "numba"
 
 
-def test_a_decision_is_remembered(monkeypatch, calibrations):
-    assert _dispatch.choose("pi", 10**9) == "numba"
-    monkeypatch.setattr(_dispatch, "_decide", pytest.fail)
-    assert _dispatch.choose("pi", 10**9) == "numba"
+def test_a_decision_is_remembered(calibrations):
+    chooser = dispatcher()
+    assert chooser.choose(PI, 10**9) == "numba"
+    chooser.calibration(PI).models["native"] = linear(1e-5, 1e12)  # native would win now
+    assert chooser.explain(PI, 10**9).backend == "native"  # explain decides afresh ...
+    assert chooser.choose(PI, 10**9) == "numba"  # ... choose remembers its decision
+    chooser.recalibrate(PI)  # new models: the remembered decisions go
+    assert calibrations == ["pi", "pi"]
+    assert chooser.choose(PI, 10**9) == "numba"
 
 
-def test_a_backend_not_started_pays_its_start(monkeypatch, calibrations):
-    models = _dispatch.calibration("pi").models
-    models["numba"] = Model(models["numba"].sizes, models["numba"].seconds, startup=0.5)
-    monkeypatch.setattr(_dispatch, "_is_started", lambda name, startup: startup < 1e-3)
+class Lazy(Backend):
+    """A backend with a one-time start that has not happened yet (until ``started`` is set)."""
+
+    name = "lazy"
+    has_startup = True
+
+    def __init__(self) -> None:
+        self.is_started = False
+
+    @property
+    def started(self) -> bool:
+        return self.is_started
+
+    def count(self, workload, lo, hi, *, workers, seed):
+        return workload.count_range(lo, hi, seed)
+
+
+def test_a_backend_not_started_pays_its_start(register, calibrations):
+    register("lazy", Lazy)
+    chooser = dispatcher()
+    models = chooser.calibration(PI).models
+    numba = models.pop("numba")  # numba's models, on a backend that has not started
+    models["lazy"] = Model(numba.sizes, numba.seconds, startup=0.5)
     explanation = partally.explain(10**6, "pi")
     assert explanation.backend == "native"
-    assert explanation.not_started == ("numba",)
-    assert explanation.predicted["numba"] > 0.5
+    assert explanation.not_started == ("lazy",)
+    assert explanation.predicted["lazy"] > 0.5
     assert list(explanation.predicted) == sorted(explanation.predicted, key=explanation.predicted.get)
-    assert _dispatch.choose("pi", 10**6) == "native"
-    assert ("pi", 10**6) not in _dispatch._memo  # numba could win once started
+    assert chooser.choose(PI, 10**6) == "native"
+    get("lazy").is_started = True  # not remembered: lazy could win once started, and now it does
+    assert chooser.choose(PI, 10**6) == "lazy"
 
 
-def test_a_near_tie_goes_to_the_least_overhead(monkeypatch, calibrations):
-    models = _dispatch.calibration("pi").models
+def test_a_near_tie_goes_to_the_least_overhead(calibrations):
+    chooser = dispatcher()
+    models = chooser.calibration(PI).models
     models["numba"] = linear(2e-5, 1e9)  # 1e-5 slower than native at every n
-    assert _dispatch.choose("pi", 10**6) == "native"
+    assert chooser.choose(PI, 10**6) == "native"
     models["native"] = linear(1e-5, 0.95e9)
     explanation = partally.explain(10**9, "pi")
     assert explanation.backend == "native"  # numba is 5% faster: a tie
@@ -329,20 +444,22 @@ def test_a_near_tie_goes_to_the_least_overhead(monkeypatch, calibrations):
 def test_explain(calibrations):
     explanation = partally.explain(10**9, workload="pi")
     assert isinstance(explanation, partally.Explanation)
-    assert explanation.backend == "numba" == _dispatch.choose("pi", 10**9)
+    assert explanation.backend == "numba" == dispatcher().choose(PI, 10**9)
     assert set(explanation.predicted) == {"python", "native", "numba"}
     assert "'numba' for pi at n = 1000000000" in str(explanation)
+    assert partally.explain(10**9, workload=PI) == explanation  # a Workload object as well
     with pytest.raises(ValueError, match="workload"):
         partally.explain(10, workload="fib")
     with pytest.raises(TypeError):
         partally.explain(1.5)
 
 
-def test_partally_backend_forces_a_backend(monkeypatch):
+def test_partally_backend_forces_a_backend(monkeypatch, fresh):
     monkeypatch.setenv("PARTALLY_BACKEND", "threads")
-    monkeypatch.setattr(_calibrate, "calibrate", pytest.fail)
-    assert _dispatch.choose("pi", 5) == "threads"
-    assert _dispatch.choose("primes", 10**6) == "threads"
+    assert Settings.from_environment(names()) == Settings(forced="threads")
+    chooser = start(fresh, calibrate=never)  # its settings: read from the environment
+    assert chooser.choose(PI, 5) == "threads"
+    assert chooser.choose(PRIMES, 10**6) == "threads"
     assert "PARTALLY_BACKEND" in partally.explain(10**6).reason
     assert partally.compute(1000, workload="primes") == 168
 
@@ -351,35 +468,46 @@ def test_partally_backend_unknown_lists_the_names(monkeypatch):
     monkeypatch.setenv("PARTALLY_BACKEND", "gpu")
     with pytest.raises(ValueError, match="'gpu'") as error:
         partally.compute(100)
-    for name in NAMES:
+    for name in names():
         assert repr(name) in str(error.value)
 
 
-def test_partally_backend_unavailable(monkeypatch):
-    monkeypatch.setenv("PARTALLY_BACKEND", "native")
-    monkeypatch.setattr(get("native"), "unavailable", lambda: "not built here")
+class Unbuilt(Backend):
+    name = "unbuilt"
+
+    def unavailable(self):
+        return "not built here"
+
+    def count(self, workload, lo, hi, *, workers, seed):
+        raise AssertionError("an unavailable backend ran")
+
+
+def test_partally_backend_unavailable(monkeypatch, register):
+    register("unbuilt", Unbuilt)
+    monkeypatch.setenv("PARTALLY_BACKEND", "unbuilt")
     with pytest.raises(partally.BackendUnavailable, match="not built here"):
         partally.compute(100)
 
 
-def test_partally_no_calibrate_takes_the_fixed_order(monkeypatch):
+def test_partally_no_calibrate_takes_the_fixed_order(monkeypatch, fresh):
     monkeypatch.setenv("PARTALLY_NO_CALIBRATE", "1")
-    monkeypatch.setattr(_calibrate, "calibrate", pytest.fail)
-    expected = next(name for name in _dispatch.FIXED_ORDER if get(name).unavailable() is None)
-    assert _dispatch.choose("pi", 10**6) == expected
-    assert _dispatch.choose("pi", 10) == "python"
+    chooser = start(fresh, calibrate=never)
+    expected = next(
+        name for name in FIXED_ORDER
+        if get(name).unavailable() is None and get(name).supports(PI) is None
+    )
+    assert chooser.choose(PI, 10**6) == expected
+    assert chooser.choose(PI, 10) == "python"
     assert partally.compute(10**5, workload="pi") == 78607
 
 
-def test_auto_equals_the_reference_after_a_real_calibration(monkeypatch, fresh):
+def test_auto_equals_the_reference_after_a_real_calibration(fresh):
     """The one real calibration in the tests: every workload, on a small budget."""
-    monkeypatch.setattr(
-        _calibrate, "calibrate", functools.partial(_calibrate.calibrate, budget=0.3)
-    )
-    for workload in ("count", "primes", "pi"):
+    chooser = start(fresh, calibrate=functools.partial(calibration.calibrate, budget=0.3))
+    for workload in BUILTINS.values():
         for n in (0, 31, 32, 100, 1000, 12_345, 10**5):
-            assert partally.compute(n, workload=workload) == count_range(workload, 0, n)
-        assert _dispatch.calibration(workload).models["python"].sizes[0] == 32
+            assert partally.compute(n, workload=workload.name) == workload.count_range(0, n)
+        assert chooser.calibration(workload).models["python"].sizes[0] == 32
     assert partally.compute(10**6, workload="primes") == 78498
     assert partally.compute(10**6, workload="pi") == 785806
     assert sorted(json.loads(next(fresh.iterdir()).read_text())["workloads"]) == [
@@ -401,32 +529,34 @@ def _printed(function, *args) -> str:
     return out.getvalue()
 
 
-def test_info_never_calibrates(monkeypatch):
-    monkeypatch.setattr(_calibrate, "calibrate", pytest.fail)
-    text = _printed(_dispatch_cli.print_models)
+def test_info_never_calibrates(fresh):
+    start(fresh, calibrate=never)
+    text = _printed(print_models)
     assert "not calibrated; run `partally calibrate`" in text
 
 
 def test_info_shows_models_and_crossovers(calibrations):
-    _dispatch.choose("pi", 10**6)
-    _dispatch.reset()
-    text = _printed(_dispatch_cli.print_models)
+    dispatcher().choose(PI, 10**6)
+    calibrations.start()  # a new process: the models come from the cache
+    text = _printed(print_models)
     assert "pi: python below 102, native 102 to 1.7e4, numba above 1.7e4" in text
     assert "threads (cannot win)" in text
     assert "count, primes: not calibrated" in text
+    assert calibrations == ["pi"]
 
 
-def test_calibrate_command_remeasures(monkeypatch, capsys, calibrations):
+def test_calibrate_command_remeasures(monkeypatch, capsys, fresh, calibrations):
     monkeypatch.setattr("rich.console.Console.is_terminal", False)
-    _dispatch_cli._calibrate_command(argparse.Namespace(workload="pi"))
-    _dispatch_cli._calibrate_command(argparse.Namespace(workload="pi"))
+    assert main(["calibrate", "--workload", "pi"]) == 0
+    assert main(["calibrate", "--workload", "pi"]) == 0
     assert calibrations == ["pi", "pi"]
     out = capsys.readouterr().out
     assert "numba" in out and "pi: python below" in out
+    assert CalibrationCache(fresh, key=KEY).load("pi") is not None
 
 
 def test_verbose_describes_the_choice(calibrations):
-    args = argparse.Namespace(n=10**9, backend="auto", workload="pi")
-    assert "'numba' for pi" in _dispatch_cli.describe_choice(args)
+    args = argparse.Namespace(n=10**9, backend="auto", workload=PI)
+    assert "'numba' for pi" in describe_choice(args)
     args.backend = "python"
-    assert "named" in _dispatch_cli.describe_choice(args)
+    assert "named" in describe_choice(args)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from partally._api import BackendInfo, backends, compute
 from partally.auto import Explanation, explain
-from partally._errors import BackendUnavailable
+from partally._errors import BackendUnavailable, WorkloadError
+from partally.workloads import Workload, workload
 
 if TYPE_CHECKING:
     from partally.io.fetch import FetchResult, afetch_all, fetch_all
@@ -21,11 +22,14 @@ __all__ = [
     "BackendUnavailable",
     "Explanation",
     "FetchResult",
+    "Workload",
+    "WorkloadError",
     "afetch_all",
     "backends",
     "compute",
     "explain",
     "fetch_all",
+    "workload",
 ]
 
 __version__ = "0.1.0"

@@ -44,8 +44,9 @@ def compute(
 ) -> int:
     """Count the integers i in [0, n) that satisfy ``workload``, on ``backend``.
 
-    ``workload`` is "count" (every i), "primes" (i is prime; n <= 2**32) or "pi" (i's
-    pseudo-random point falls in the quarter circle; ``seed`` picks the points). ``backend="auto"``
+    ``workload`` is "count" (every i), "primes" (i is prime; n <= 2**32), "pi" (i's
+    pseudo-random point falls in the quarter circle; ``seed`` picks the points), or your own
+    function ``f(i, seed)`` (plain or made with ``@partally.workload``). ``backend="auto"``
     picks the fastest available backend for this n here; a named backend that cannot run here
     raises ``BackendUnavailable`` with the reason. ``workers`` defaults to every core.
     """
@@ -56,7 +57,10 @@ def compute(
     seed = _validate.seed(seed)
     name = backend if backend != "auto" else dispatcher().choose(chosen, n)
     runner = get_backend(name)
-    reason = runner.unavailable() or runner.supports(chosen)
+    reason = runner.unavailable()
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not available here: {reason}")
+    reason = runner.supports(chosen)
+    if reason is not None:
+        raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
     return runner.count(chosen, 0, n, workers=workers, seed=seed)

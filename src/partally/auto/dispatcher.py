@@ -144,7 +144,10 @@ class Dispatcher:
 
     def _measure(self, workload: Workload) -> Calibration:
         return self._calibrate(
-            workload, startups=self._startups, ray_connected=self.settings.ray_connected
+            workload,
+            budget=workload.calibration_s,
+            startups=self._startups,
+            ray_connected=self.settings.ray_connected,
         )
 
     def recalibrate(self, workload: Workload) -> tuple[Calibration, str | None]:

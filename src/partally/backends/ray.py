@@ -68,17 +68,18 @@ def device() -> str:
 
 
 @functools.cache
-def _worker_kernel() -> str:
-    """The fastest CPU backend available in this (worker) process."""
+def _worker_kernel(workload: Workload | None = None) -> str:
+    """The fastest CPU backend available in this (worker) process that runs ``workload``."""
     for name in _KERNELS:
-        if get_backend(name).unavailable() is None:
+        backend = get_backend(name)
+        if backend.unavailable() is None and (workload is None or not backend.supports(workload)):
             return name
     return "python"
 
 
 def _count_chunk(workload: Workload, lo: int, hi: int, seed: int) -> int:
     """One task: count [lo, hi) on this worker's fastest kernel, on one thread."""
-    return get_backend(_worker_kernel()).count(workload, lo, hi, workers=1, seed=seed)
+    return get_backend(_worker_kernel(workload)).count(workload, lo, hi, workers=1, seed=seed)
 
 
 def _worker_info() -> tuple[str, int]:

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from partally import _format
 from partally.bench import run as _bench
 from partally.cli import PREFIX
 from partally.cli.args import workload_argument
@@ -126,7 +127,8 @@ def _check(args: argparse.Namespace) -> _Plan:
     for chosen in workloads:
         if sizes[-1] > chosen.limit:
             raise BadArgument(
-                f"--sizes: {chosen.name} is exact only up to {chosen.limit}, got {sizes[-1]}"
+                f"--sizes: {chosen.name} is exact only up to {_format.size(chosen.limit)}, "
+                f"got {sizes[-1]}"
             )
 
     known = [*names(), _bench.AUTO]

@@ -8,7 +8,9 @@ from __future__ import annotations
 from partally.workloads.base import INDEX_LIMIT, Workload
 from partally.workloads.builtin import BUILTINS, PRIMES_LIMIT
 
-__all__ = ["BUILTINS", "INDEX_LIMIT", "PRIMES_LIMIT", "Workload", "names", "resolve"]
+__all__ = ["BUILTINS", "INDEX_LIMIT", "PRIMES_LIMIT", "Workload", "names", "resolve", "workload"]
+
+from partally.workloads.user import workload  # noqa: E402
 
 
 def names() -> list[str]:
@@ -17,7 +19,7 @@ def names() -> list[str]:
 
 
 def resolve(workload: object) -> Workload:
-    """``workload`` as a Workload: a Workload as is, a built-in by name.
+    """``workload`` as a Workload: a Workload as is, a built-in by name, a function wrapped.
 
     ``ValueError`` for an unknown name, ``TypeError`` for anything else.
     """
@@ -28,6 +30,11 @@ def resolve(workload: object) -> Workload:
         if found is None:
             raise ValueError(f"unknown workload {workload!r}; expected one of {names()}")
         return found
+    if callable(workload):
+        from partally.workloads.user import wrap
+
+        return wrap(workload)
     raise TypeError(
-        f"workload must be one of {names()} or a Workload, not {type(workload).__name__}"
+        f"workload must be one of {names()}, a function f(i, seed) or a Workload, "
+        f"not {type(workload).__name__}"
     )

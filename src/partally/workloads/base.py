@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from partally._errors import WorkloadError
+
 INDEX_LIMIT = 2**63 - 1  # every range end must fit a signed 64-bit integer
 
 ElementFactory = Callable[[Callable[[int], Any], Callable[[Callable], Callable]], Callable]
@@ -44,6 +46,8 @@ class Workload:
     builtin: bool = False
     python_loop: Callable[[int, int, int], int] | None = None  # a loop of its own (count's)
     cache_key: str = ""  # what its calibration is cached under (default: its name)
+    calibration_s: float = 3.0  # auto's budget for timing every backend on it
+    function: Callable[[int, int], Any] | None = None  # the user's function (None: a built-in)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", MappingProxyType(dict(self.known)))
@@ -56,6 +60,12 @@ class Workload:
             from partally.workloads import builtin
 
             return builtin.get, (self.name,)
+        if self.function is not None:  # the user's function by value: __main__ and notebooks too
+            import cloudpickle
+
+            from partally.workloads import user
+
+            return user.rebuild, (cloudpickle.dumps(self.function), self.name, self.key)
         return super().__reduce__()
 
     @property
@@ -77,12 +87,19 @@ class Workload:
         return seed if self.unsigned or seed < 2**63 else seed - 2**64
 
     def count_range(self, lo: int, hi: int, seed: int = 0) -> int:
-        """Count the i in [lo, hi) it holds for, in one pure-Python loop."""
+        """Count the i in [lo, hi) it holds for, in one pure-Python loop.
+
+        An exception raised by the predicate becomes a ``WorkloadError`` naming the workload and i.
+        """
         if self.python_loop is not None:
             return self.python_loop(lo, hi, seed)
         predicate = self.predicate
         result = 0
-        for i in range(lo, hi):
-            if predicate(i, seed):
-                result += 1
+        i = lo
+        try:
+            for i in range(lo, hi):
+                if predicate(i, seed):
+                    result += 1
+        except Exception as exc:
+            raise WorkloadError(self.name, i, exc) from exc
         return result

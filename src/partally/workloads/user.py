@@ -1,0 +1,193 @@
+"""The user's own workloads: a Python function ``f(i, seed)`` whose truth value says whether i counts.
+
+The same function runs on every backend that runs Python functions: called as is by ``python``,
+``threads`` and ``processes`` (shipped by value with cloudpickle, so ``__main__`` functions work),
+compiled by Numba and numba-cuda with i and seed as signed 64-bit integers, and run by Ray's
+workers. ``auto``'s calibration of it is cached under a hash of its code and constants, so an
+edited function is measured again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import inspect
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+from partally.workloads.base import Workload
+
+USER_CALIBRATION_S = 1.0  # auto's budget for timing a user workload's backends
+_DIGEST_DEPTH = 3  # how deep into the helpers a function calls the hash looks
+
+
+def _element(function: Callable) -> Callable[..., Callable]:
+    def element(int_type: Any, jit: Callable) -> Callable:
+        return function
+
+    return element
+
+
+def _fingerprint(value: Any, hasher: Any, depth: int, seen: set[int]) -> None:
+    """Feed what determines ``value``'s behaviour into ``hasher``: code, constants, globals used."""
+    if isinstance(value, types.FunctionType):
+        if id(value) in seen or depth > _DIGEST_DEPTH:
+            hasher.update(value.__qualname__.encode())
+            return
+        seen.add(id(value))
+        _fingerprint(value.__code__, hasher, depth, seen)
+        for name in _global_names(value.__code__):
+            if name in value.__globals__:
+                hasher.update(name.encode())
+                _fingerprint(value.__globals__[name], hasher, depth + 1, seen)
+        for cell in value.__closure__ or ():
+            try:
+                _fingerprint(cell.cell_contents, hasher, depth + 1, seen)
+            except ValueError:  # an empty cell
+                pass
+        for default in value.__defaults__ or ():
+            _fingerprint(default, hasher, depth + 1, seen)
+    elif isinstance(value, types.CodeType):
+        hasher.update(value.co_code)
+        hasher.update(repr((value.co_names, value.co_varnames)).encode())
+        for constant in value.co_consts:
+            _fingerprint(constant, hasher, depth, seen)
+    elif hasattr(value, "py_func"):  # a Numba dispatcher: its Python function
+        _fingerprint(value.py_func, hasher, depth, seen)
+    elif hasattr(value, "tobytes") and hasattr(value, "dtype"):  # a NumPy array or scalar
+        hasher.update(f"{value.dtype}{getattr(value, 'shape', ())}".encode() + value.tobytes())
+    elif isinstance(value, (tuple, list, frozenset)):
+        hasher.update(type(value).__name__.encode())
+        for item in value:
+            _fingerprint(item, hasher, depth, seen)
+    elif isinstance(value, types.ModuleType):
+        hasher.update(value.__name__.encode())
+    else:
+        hasher.update(repr(value).encode()[:4096])
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _global_names(constant)
+    return names
+
+
+def digest(function: Callable) -> str:
+    """A hash of ``function``'s code, constants, defaults, closure and the globals it uses."""
+    hasher = hashlib.sha256()
+    _fingerprint(function, hasher, 0, set())
+    return hasher.hexdigest()[:16]
+
+
+def _check_signature(function: object) -> Callable:
+    if not callable(function):
+        raise TypeError(
+            f"a workload is a function f(i, seed) -> bool, not {type(function).__name__}"
+        )
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return function  # a builtin without a signature: calling it will tell
+    try:
+        signature.bind(0, 0)
+    except TypeError as exc:
+        name = getattr(function, "__qualname__", repr(function))
+        raise TypeError(
+            f"workload {name}{signature} cannot be called as f(i, seed): {exc}; "
+            "a workload takes the index i and the seed, e.g. def f(i, seed): return i % 3 == 0"
+        ) from None
+    return function
+
+
+def make(function: Callable, name: str | None = None) -> Workload:
+    """``function`` (called as ``function(i, seed)``) as a Workload; ``TypeError`` if it cannot be."""
+    _check_signature(function)
+    if name is None:
+        name = getattr(function, "__name__", None) or type(function).__name__
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a workload's name is a non-empty str, not {name!r}")
+    return Workload(
+        name=name,
+        description=(inspect.getdoc(function) or "").split("\n", 1)[0] or f"{name}(i, seed)",
+        element=_element(function),
+        unsigned=False,
+        cache_key=f"{name}@{digest(function)}",
+        calibration_s=USER_CALIBRATION_S,
+        function=function,
+    )
+
+
+_wrapped: dict[Callable, Workload] = {}
+_wrapped_lock = threading.Lock()
+
+
+def wrap(function: Callable) -> Workload:
+    """The Workload for a plain function passed as ``workload=``: made once per function."""
+    found = _wrapped.get(function)
+    if found is None:
+        made = make(function)
+        with _wrapped_lock:
+            found = _wrapped.setdefault(function, made)
+    return found
+
+
+def workload(
+    function: Callable | None = None, *, name: str | None = None
+) -> Workload | Callable[[Callable], Workload]:
+    """Make ``function(i, seed)`` a workload: ``@partally.workload`` or ``partally.workload(f, name=...)``.
+
+    ``compute(n, workload=w)`` then counts the i in [0, n) for which ``function(i, seed)`` is true,
+    on any backend that runs Python functions (python, threads, processes, numba, numba-cuda,
+    ray). The compiled backends pass i and seed as signed 64-bit integers: a function that
+    overflows 64 bits counts differently there (the bench shows it as a mismatch).
+    """
+    if function is None:
+        return lambda f: make(f, name)
+    return make(function, name)
+
+
+@functools.lru_cache(maxsize=64)
+def rebuild(payload: bytes, name: str, key: str) -> Workload:
+    """A user Workload from its pickled function (in a pool or Ray worker; once per workload)."""
+    import cloudpickle
+
+    function = cloudpickle.loads(payload)
+    made = make(function, name)
+    return made if made.key == key else _with_key(made, key)
+
+
+def _with_key(made: Workload, key: str) -> Workload:
+    import dataclasses
+
+    return dataclasses.replace(made, cache_key=key)
+
+
+def from_import_path(path: str) -> Workload:
+    """``module:function`` (importable; the current folder is searched too) as a Workload."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{path!r} is not module:function (e.g. mypkg.kernels:long_collatz)")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"cannot import module {module_name!r} for --workload {path}: {exc}") from exc
+    found: Any = module
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise AttributeError(
+                f"module {module_name!r} has no {attribute!r} (for --workload {path})"
+            ) from None
+    if isinstance(found, Workload):
+        return found
+    return make(found, attribute)

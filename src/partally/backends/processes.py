@@ -44,23 +44,33 @@ def _count_task(workload: Workload, lo: int, hi: int, seed: int) -> int:
     return workload.count_range(lo, hi, seed)
 
 
+_main_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def _main_script_hidden() -> Iterator[None]:
-    """Hide a ``__main__.__file__`` that names no file (a script piped into ``python -``).
+    """Keep spawned workers from re-running the parent's main script.
 
-    A spawned worker re-runs the parent's main script, and fails on "<stdin>"; workers start on
-    ``submit``, so submitting inside this context lets such scripts use the pool.
+    A spawned worker imports the parent's ``__main__`` (by ``__spec__`` or ``__file__``) before it
+    takes a task: that fails for a script piped into ``python -`` and, in a script without an
+    ``if __name__ == "__main__":`` guard, starts the whole script again in every worker. Workers
+    need nothing from it (user workloads travel by value, with cloudpickle), and they start on
+    ``submit``: submitting inside this context hides both.
     """
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if path is None or os.path.isfile(path):
+    if main is None:
         yield
         return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
+    with _main_lock:
+        saved = {name: vars(main)[name] for name in ("__file__", "__spec__") if name in vars(main)}
+        vars(main).pop("__file__", None)
+        if "__spec__" in saved:
+            main.__spec__ = None
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(main, name, value)
 
 
 class ProcessesBackend(Backend):

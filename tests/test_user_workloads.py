@@ -1,0 +1,211 @@
+"""User workloads: the user's own f(i, seed), the same count on every backend that runs it."""
+
+import os
+from fractions import Fraction
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import partally
+from partally.auto import Dispatcher, use_dispatcher
+from partally.auto.cache import CalibrationCache
+from partally.backends import get
+from partally._settings import Settings
+from partally.workloads.user import digest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the examples
+from examples.collatz import long_collatz  # noqa: E402
+from examples.digit_table import prime_digit_sum  # noqa: E402
+from examples.hashed import rare_hash  # noqa: E402
+
+EXAMPLES = [long_collatz, rare_hash, prime_digit_sum]
+CPU_BACKENDS = ["python", "threads", "processes", "numba"]
+
+
+def multiple_of_seven_plus(i, seed):
+    return i % 7 == seed % 7
+
+
+def _env(**changes):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env.update(changes)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def own_dispatcher(tmp_path):
+    """auto calibrates into a temporary cache, never the user's."""
+    dispatcher = Dispatcher(cache=CalibrationCache(tmp_path), settings=Settings())
+    use_dispatcher(dispatcher)
+    yield dispatcher
+    use_dispatcher(None)
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda w: w.name)
+@settings(max_examples=8, deadline=None)
+@given(
+    lo=st.integers(min_value=0, max_value=2**40),
+    size=st.integers(min_value=0, max_value=400),
+    seed=st.integers(min_value=0, max_value=2**64 - 1),
+    workers=st.integers(min_value=1, max_value=3),
+)
+def test_examples_match_the_python_loop(name, example, lo, size, seed, workers):
+    expected = example.count_range(lo, lo + size, seed)
+    assert get(name).count(example, lo, lo + size, workers=workers, seed=seed) == expected
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_examples_through_compute(name):
+    for example in EXAMPLES:
+        expected = example.count_range(0, 30_000, 7)
+        assert partally.compute(30_000, name, example, seed=7) == expected
+
+
+def test_plain_function_and_decorator_forms():
+    assert partally.compute(700, "python", multiple_of_seven_plus, seed=3) == 100
+    made = partally.workload(multiple_of_seven_plus, name="sevens")
+    assert made.name == "sevens" and partally.compute(700, "numba", made, seed=3) == 100
+    named = partally.workload(name="sevens2")(multiple_of_seven_plus)
+    assert named.name == "sevens2"
+    # a plain function is wrapped once, so its compiled kernel is kept
+    from partally.workloads import resolve
+
+    assert resolve(multiple_of_seven_plus) is resolve(multiple_of_seven_plus)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [42, "not callable", lambda i: True, lambda i, seed, extra: True, lambda: True],
+)
+def test_bad_functions_are_refused_at_once(bad):
+    if isinstance(bad, str):
+        with pytest.raises(ValueError, match="unknown workload"):
+            partally.compute(10, workload=bad)
+        return
+    with pytest.raises(TypeError):
+        partally.workload(bad)
+    with pytest.raises(TypeError):
+        partally.compute(10, workload=bad)
+
+
+def uses_a_dict(i, seed):
+    return Fraction(i + seed, 1) > 0  # Numba cannot type Fraction
+
+
+def test_uncompilable_function_runs_where_it_can():
+    with pytest.raises(partally.BackendUnavailable, match="Numba cannot compile 'uses_a_dict'"):
+        partally.compute(100, "numba", uses_a_dict, seed=1)
+    reason = get("numba").supports(partally.workload(uses_a_dict))
+    assert reason.startswith("Numba cannot compile")
+    assert partally.compute(100, "python", uses_a_dict, seed=1) == 100
+    assert partally.compute(5_000, workload=uses_a_dict, seed=1) == 5_000  # auto: not numba
+    with pytest.raises(partally.BackendUnavailable, match="has none"):
+        partally.compute(10, "native", uses_a_dict)
+
+
+def divides_by_zero_at_500(i, seed):
+    return 10 // (i - 500) > 0
+
+
+@pytest.mark.parametrize("name", ["python", "threads", "processes"])
+def test_an_exception_names_the_workload_and_the_index(name):
+    with pytest.raises(partally.WorkloadError) as caught:
+        partally.compute(100_000, name, divides_by_zero_at_500, workers=2)
+    assert caught.value.workload == "divides_by_zero_at_500" and caught.value.index == 500
+    assert "ZeroDivisionError at i = 500" in str(caught.value)
+
+
+def test_cache_key_follows_the_code(tmp_path):
+    source = "K = {k}\ndef f(i, seed):\n    return i % K == 0\n"
+    keys = []
+    for k in (3, 3, 5):
+        namespace = {}
+        exec(compile(source.format(k=k), str(tmp_path / "f.py"), "exec"), namespace)
+        keys.append(partally.workload(namespace["f"]).key)
+    assert keys[0] == keys[1] != keys[2]
+    assert digest(long_collatz.function) == digest(long_collatz.function)
+
+
+def test_auto_calibrates_a_user_workload_once(own_dispatcher, tmp_path):
+    workload = partally.workload(multiple_of_seven_plus)
+    assert partally.compute(10**5, workload=workload, seed=1) == 14286
+    cached = own_dispatcher.cache.load(workload.key)
+    assert cached is not None and "python" in cached.models
+    assert cached.elapsed_s < 3  # the user-workload budget, starts aside
+    again = Dispatcher(cache=CalibrationCache(tmp_path), settings=Settings(), calibrate=_never)
+    use_dispatcher(again)
+    assert partally.compute(10**5, workload=workload, seed=1) == 14286
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("calibrated again although the function did not change")
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import partally
+
+    def odd_square(i, seed):
+        return (i * i) % 4 == 1
+
+    print(partally.compute(10**5, "processes", odd_square, workers=2),
+          partally.compute(10**5, "numba", odd_square))
+    """
+)
+
+
+def test_a_function_in_main_works_in_a_pool_without_a_main_guard(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    for argv, stdin in (([str(script)], None), (["-"], SCRIPT)):
+        done = subprocess.run(
+            [sys.executable, *argv], input=stdin, capture_output=True, text=True, timeout=180,
+            env=_env(XDG_CACHE_HOME=str(tmp_path / "cache")),
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["50000", "50000"]
+
+
+def _cli(*argv, cwd=None, timeout=240, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "partally", *argv], capture_output=True, text=True,
+        timeout=timeout, cwd=cwd, env=_env(**env),
+    )
+
+
+def test_cli_imports_a_workload_by_path(tmp_path):
+    (tmp_path / "mykernels.py").write_text(
+        "def thirds(i, seed):\n    return i % 3 == 0\n"
+    )
+    cache = str(tmp_path / "cache")
+    done = _cli("compute", "3000", "--workload", "mykernels:thirds", "--backend", "numba",
+                cwd=tmp_path, XDG_CACHE_HOME=cache)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1000"
+    for path, message in (("nosuchmodule:f", "cannot import module"), ("mykernels:nope", "has no")):
+        done = _cli("compute", "10", "--workload", path, cwd=tmp_path, XDG_CACHE_HOME=cache)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_bench_verifies_a_user_workload(tmp_path):
+    done = _cli("bench", "--workload", "examples.hashed:rare_hash", "--sizes", "1e3,1e4",
+                "--backends", "python,processes,numba", "--repeat", "1",
+                XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "rare_hash" in done.stdout and "MISMATCH" not in done.stdout + done.stderr
+
+
+def test_bench_exits_1_when_a_backend_disagrees(tmp_path):
+    (tmp_path / "overflowing.py").write_text(
+        "def big(i, seed):\n    return (i * 4611686018427387904) % 3 == 1\n"  # wraps in int64
+    )
+    done = _cli("bench", "--workload", "overflowing:big", "--sizes", "1e3", "--repeat", "1",
+                "--backends", "python,numba", cwd=tmp_path, XDG_CACHE_HOME=str(tmp_path / "c"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "MISMATCH" in done.stdout + done.stderr

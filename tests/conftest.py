@@ -1,5 +1,10 @@
 import os
 import signal
+import tempfile
+
+# partally caches calibrations and compiled kernels in the user cache folder: the tests use a
+# folder of their own, so that they neither read nor write the user's (subprocesses inherit it).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="partally-tests-cache-")
 
 from hypothesis import HealthCheck, settings
 

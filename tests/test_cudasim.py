@@ -100,3 +100,24 @@ def test_bad_shape_is_refused():
     with pytest.raises(ValueError, match="threads per block"):
         kernel, index_type = numba_cuda.kernel(BUILTINS["pi"])
         _numba_cuda_kernels.launch(kernel, index_type, [(0, 10)], 0, 1, 2048)
+
+
+def _examples():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples.collatz import long_collatz
+    from examples.digit_table import prime_digit_sum
+    from examples.hashed import rare_hash
+
+    return [long_collatz, rare_hash, prime_digit_sum]
+
+
+@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("seed", [0, 2**64 - 5])
+def test_user_workloads_as_device_functions(index, seed):
+    example = _examples()[index]
+    lo, hi = 10**6, 10**6 + 300  # the simulator runs about a thousand elements a second
+    got = numba_cuda.count(example, lo, hi, workers=1, seed=seed, blocks=2, threads=32)
+    assert got == example.count_range(lo, hi, seed)

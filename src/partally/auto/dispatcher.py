@@ -198,7 +198,10 @@ class Dispatcher:
         if chosen == best:
             why = "least predicted time by the calibrated models"
         elif predicted[chosen] <= predicted[best] * (1 + TIE):
-            why = f"within {TIE:.0%} of {best!r}'s predicted time, with less per-call overhead"
+            why = (
+                f"within {TIE:.0%} of the predicted time of {best!r}, "
+                "with less per-call overhead"
+            )
         else:
             why = f"least predicted time among the backends available ({best!r} is not)"
         explanation = Explanation(n, workload.name, chosen, why, ordered, tuple(not_started))

@@ -1,4 +1,4 @@
-"""`partally bench --io`: each fetch mode against a local server, beside its ideal time."""
+"""`partally bench-io`: each fetch mode against a local server, beside its ideal time."""
 
 from __future__ import annotations
 

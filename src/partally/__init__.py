@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from partally._api import BackendInfo, backends, compute
+from partally._version import __version__
 from partally.auto import Explanation, explain
 from partally._errors import BackendUnavailable, WorkloadError
 from partally.workloads import Workload, workload
@@ -32,7 +33,6 @@ __all__ = [
     "workload",
 ]
 
-__version__ = "0.1.0"
 
 _LAZY = {"FetchResult", "afetch_all", "fetch_all"}  # the IO side imports httpx: only when used
 

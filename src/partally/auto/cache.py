@@ -30,7 +30,7 @@ _OPTIONAL = ("numba", "numba_cuda", "cupy", "ray", "partally._native")
 
 def machine_key() -> dict[str, object]:
     """What the models depend on: a change of any of these re-calibrates."""
-    from partally import __version__
+    from partally._version import __version__
 
     installed = []
     for name in _OPTIONAL:

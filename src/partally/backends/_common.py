@@ -1,22 +1,33 @@
-"""Helpers shared by the backends: how to cut a range into pieces."""
+"""Helpers shared by the backends: how to cut a range into pieces, how many workers help, and how
+to run pieces on a pool lazily, a bounded number in flight."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, CancelledError, Future, wait
+from typing import Any
+
+from partally._machine import cores
 
 
 def split_range(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
     """Cut [lo, hi) into at most ``parts`` contiguous, non-empty pieces of near-equal size."""
+    return list(iter_range(lo, hi, parts))
+
+
+def iter_range(lo: int, hi: int, parts: int) -> Iterator[tuple[int, int]]:
+    """``split_range``'s pieces, one at a time: memory does not grow with ``parts``."""
     size = hi - lo
+    if size <= 0:
+        return
     parts = max(1, min(parts, size))
     step, extra = divmod(size, parts)
-    pieces = []
     start = lo
     for k in range(parts):
         end = start + step + (1 if k < extra else 0)
-        pieces.append((start, end))
+        yield start, end
         start = end
-    return [piece for piece in pieces if piece[0] < piece[1]]
 
 
 def slices(lo: int, hi: int, step: int) -> Iterator[tuple[int, int]]:
@@ -24,3 +35,108 @@ def slices(lo: int, hi: int, step: int) -> Iterator[tuple[int, int]]:
     Python gets control back, and sees Ctrl-C, between them)."""
     for start in range(lo, hi, step):
         yield start, min(hi, start + step)
+
+
+def capped_workers(workers: int, limit: int | None = None) -> int:
+    """``workers`` capped to what can help on this machine: the cores this process may use (and
+    ``limit``, a pool's size, when given). More would only add threads or processes that wait."""
+    top = cores() if limit is None else min(limit, cores())
+    return max(1, min(workers, top))
+
+
+def run_bounded(
+    submit: Callable[[tuple[int, int]], Future],
+    pieces: Iterable[tuple[int, int]],
+    in_flight: int,
+    done: list[tuple[tuple[int, int], int]] | None = None,
+) -> int:
+    """Submit each piece lazily, at most ``in_flight`` pending at once, and sum their results.
+
+    ``workers`` so limits this call's share of a shared pool, and memory stays bounded however many
+    pieces there are. On any exception (Ctrl-C included) the pending futures are cancelled: nothing
+    of this call stays queued behind it. ``done``, when given, collects ``(piece, result)`` for each
+    piece counted (a caller that must redo the rest after its pool was replaced knows what is left).
+    """
+    pending: dict[Future, tuple[int, int]] = {}
+    total = 0
+    try:
+        for piece in pieces:
+            while len(pending) >= in_flight:
+                total += _collect(pending, done)
+            future = submit(piece)
+            pending[future] = piece
+        while pending:
+            total += _collect(pending, done)
+        return total
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _collect(pending: dict[Future, tuple[int, int]], done: list | None) -> int:
+    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+    total = 0
+    for future in finished:
+        value = future.result()  # raises the task's error; the caller's finally cancels the rest
+        piece = pending.pop(future)
+        total += value
+        if done is not None:
+            done.append((piece, value))
+    return total
+
+
+
+class _PoolGone(Exception):
+    """A submit was refused: the pool was shut down or broken (the cause says which)."""
+
+
+def count_on_pool(
+    acquire: Callable[[], Any],
+    submit: Callable[[Any, tuple[int, int]], Future],
+    retired: Callable[[Any], bool],
+    pieces: Iterable[tuple[int, int]],
+    in_flight: int,
+    attempts: int = 20,
+) -> int:
+    """Sum ``submit(pool, piece)`` over the pieces on a shared pool (``run_bounded``), surviving a
+    pool that another call or ``close()`` retires meanwhile: the pieces not yet counted go to the
+    pool ``acquire()`` gives next. A failure of the pool still current (``retired(pool)`` false:
+    a worker died) is raised (``BrokenExecutor``), as is any error of a task.
+    """
+    pieces = iter(pieces)
+    redo: deque[tuple[int, int]] = deque()
+
+    def source() -> Iterator[tuple[int, int]]:
+        while True:
+            if redo:
+                yield redo.popleft()
+                continue
+            piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
+
+    total = 0
+    for attempt in range(attempts):
+        pool = acquire()
+        submitted: list[tuple[int, int]] = []
+        done: list[tuple[tuple[int, int], int]] = []
+
+        def send(piece: tuple[int, int], pool: Any = pool, submitted: list = submitted) -> Future:
+            submitted.append(piece)
+            try:
+                return submit(pool, piece)
+            except RuntimeError as exc:  # shut down, or BrokenExecutor (a RuntimeError)
+                raise _PoolGone() from exc
+
+        try:
+            return total + run_bounded(send, source(), in_flight, done)
+        except (_PoolGone, CancelledError, BrokenExecutor) as exc:
+            if not retired(pool) or attempt == attempts - 1:
+                if isinstance(exc, _PoolGone):
+                    raise exc.__cause__ from None  # type: ignore[misc]
+                raise
+            total += sum(value for _, value in done)
+            counted = {piece for piece, _ in done}
+            redo.extendleft(piece for piece in submitted if piece not in counted)
+    raise AssertionError("unreachable")

@@ -1,18 +1,30 @@
 """``threads``: a thread pool over chunks of the pure-Python loop.
 
 Serialised by the GIL on standard CPython (the guide's point); parallel on free-threaded builds.
+
+One pool, sized to the cores, is started on first use and shared by every call, whatever its
+``workers``: a call keeps at most ``workers`` of its chunks in flight (so ``workers`` limits the
+call's share, never the pool), and submits the next chunk only when one is done, so memory does
+not grow with n and Ctrl-C leaves nothing queued. ``workers`` above the cores is capped to the
+cores. A child made by ``os.fork()`` drops the pool it inherited (its threads do not survive fork)
+and starts its own on first use.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from partally.backends._common import split_range
+from partally._machine import cores
+from partally.backends._common import capped_workers, count_on_pool, slices
 from partally.backends.base import Backend
 from partally.workloads import Workload
 
 _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's time
+
+_BACKENDS: weakref.WeakSet[ThreadsBackend] = weakref.WeakSet()
 
 
 class ThreadsBackend(Backend):
@@ -23,33 +35,46 @@ class ThreadsBackend(Backend):
     uses_workers = True
 
     def __init__(self) -> None:
-        self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._pool_: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        _BACKENDS.add(self)
 
-    def _pool(self, workers: int) -> ThreadPoolExecutor:
-        """The pool for this many workers, kept for later calls; a pool of another size is retired."""
+    def _pool(self) -> ThreadPoolExecutor:
+        """The shared pool (one thread per core at most, started as tasks need them)."""
         with self._lock:
-            if workers not in self._pools:
-                for old in self._pools.values():
-                    old.shutdown(wait=False, cancel_futures=True)
-                self._pools.clear()
-                self._pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="partally")
-            return self._pools[workers]
+            if self._pool_ is None:
+                self._pool_ = ThreadPoolExecutor(cores(), thread_name_prefix="partally")
+            return self._pool_
 
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        workers = capped_workers(workers)
         if hi - lo <= _CHUNK or workers == 1:
             return workload.count_range(lo, hi, seed)
-        pieces = split_range(lo, hi, max(workers, -(-(hi - lo) // _CHUNK)))
-        pool = self._pool(workers)
-        futures = [pool.submit(workload.count_range, a, b, seed) for a, b in pieces]
-        try:
-            return sum(future.result() for future in futures)
-        finally:
-            for future in futures:
-                future.cancel()
+        return count_on_pool(
+            self._pool,
+            lambda pool, piece: pool.submit(workload.count_range, piece[0], piece[1], seed),
+            lambda pool: pool is not self._pool_,  # closed meanwhile: the rest goes to a new one
+            slices(lo, hi, _CHUNK),
+            workers,
+        )
 
     def close(self) -> None:
         with self._lock:
-            for pool in self._pools.values():
-                pool.shutdown(wait=False, cancel_futures=True)
-            self._pools.clear()
+            pool, self._pool_ = self._pool_, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited pool's threads do not exist here, and its lock may have been held by a
+        # thread that does not exist either: start afresh (the old pool is dropped, not shut down).
+        self._lock = threading.Lock()
+        self._pool_ = None
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_BACKENDS):
+        backend._after_fork_in_child()  # noqa: SLF001
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -172,9 +172,9 @@ def select_backends(
 
 def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], int]:
     if backend == AUTO:
-        import partally
+        from partally._api import compute
 
-        return lambda n: partally.compute(n, backend=AUTO, workload=workload, workers=workers)
+        return lambda n: compute(n, backend=AUTO, workload=workload, workers=workers)
     from partally.backends import get
 
     runner = get(backend)

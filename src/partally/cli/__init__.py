@@ -13,7 +13,7 @@ PREFIX = "partally: error:"  # every error the command line prints starts so
 
 
 def _parser() -> argparse.ArgumentParser:
-    from partally import __version__
+    from partally._version import __version__
     from partally.cli import auto, bench, bench_io, compute, info, io
 
     parser = argparse.ArgumentParser(

@@ -10,11 +10,11 @@ from partally.cli.args import backend_choices, count_argument, parse_size, posit
 
 
 def _compute(args: argparse.Namespace) -> int:
-    import partally
+    from partally._api import compute
 
     if args.verbose:
         print(describe_choice(args), file=sys.stderr)
-    result = partally.compute(
+    result = compute(
         args.n, backend=args.backend, workload=args.workload, workers=args.workers, seed=args.seed
     )
     if args.workload.name == "pi" and args.workload.builtin and args.n:
@@ -26,11 +26,11 @@ def _compute(args: argparse.Namespace) -> int:
 
 def describe_choice(args: argparse.Namespace) -> str:
     """What ``partally compute --verbose`` prints to stderr before the count."""
-    import partally
+    from partally.auto import explain
 
     if args.backend != "auto":
         return f"backend {args.backend!r} (named on the command line)"
-    return str(partally.explain(args.n, workload=args.workload))
+    return str(explain(args.n, workload=args.workload))
 
 
 def add_command(commands: Any) -> None:

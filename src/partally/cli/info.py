@@ -11,14 +11,15 @@ def _info(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    import partally
+    from partally._api import backends
+    from partally._version import __version__
     from partally.cli.auto import print_models
 
-    table = Table(title=f"partally {partally.__version__}: backends on this machine")
+    table = Table(title=f"partally {__version__}: backends on this machine")
     table.add_column("backend")
     table.add_column("available")
     table.add_column("device / why not")
-    for info in partally.backends():
+    for info in backends():
         if info.available:
             table.add_row(info.name, "[green]yes[/]", escape(info.device))
         else:

@@ -21,6 +21,7 @@ import os
 import sys
 
 import partally
+from partally._format import seconds
 from partally._timing import Timing, measure
 
 PYTHON_LOOPS = ("python", "threads", "processes")
@@ -34,12 +35,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _words(t: float | None) -> str:
-    if t is None:
-        return "skip"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
+    return "skip" if t is None else seconds(t)
 
 
 def _runs(predicted: float) -> int:

@@ -1,9 +1,15 @@
 """``processes``: a process pool over chunks of the pure-Python loop (the guide's multiprocessing).
 
-One pool is started on first use and kept: a warm pool answers a small call in well under a
-millisecond, a new one costs tens of milliseconds. Workers ignore SIGINT, so Ctrl-C reaches only
-this process, which then kills the pool: no worker outlives an interrupted run or the interpreter,
-and a worker whose parent is killed outright exits within half a second.
+One pool, sized to the cores, is started on first use and kept: a warm pool answers a small call
+in well under a millisecond, a new one costs tens of milliseconds. Every call shares it, whatever
+its ``workers``: a call keeps at most ``workers`` of its pieces in flight (``workers`` limits the
+call's share, never the pool; above the cores it is capped to the cores), submitting the next only
+when one is done. Calls from several threads at once each get their exact count; a call whose pool
+is closed beneath it (by another call's Ctrl-C, or ``close()``) counts its remaining pieces on the
+next pool. Workers ignore SIGINT, so Ctrl-C reaches only this process, which then kills the pool:
+no worker outlives an interrupted run or the interpreter, and a worker whose parent is killed
+outright exits within half a second. A child made by ``os.fork()`` drops the pool it inherited
+(the pool's manager thread does not survive fork, its workers are its parent's) and starts its own.
 """
 
 from __future__ import annotations
@@ -16,16 +22,21 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from partally.backends._common import split_range
+from partally._machine import cores
+from partally.backends._common import capped_workers, count_on_pool, iter_range
 from partally.backends.base import Backend
 from partally.workloads import Workload
 
 _TASKS_PER_WORKER = 4  # a little slack for uneven chunks (primes)
 _MIN_TASK = 10_000  # elements: a task's round trip costs ~0.3 ms, 10**4 pure-Python steps more
+_MAX_TASK = 2**20  # elements: a task ends within about a second (an error stops the call soon)
+_BACKENDS: weakref.WeakSet[ProcessesBackend] = weakref.WeakSet()
+_INHERITED: list[object] = []  # pools a forked child inherited: kept, never touched, never freed
 
 
 def _start_worker(parent: int) -> None:
@@ -82,25 +93,26 @@ class ProcessesBackend(Backend):
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._pool_workers = 0
         self._lock = threading.RLock()
+        self._active = 0  # calls counting now
+        self._seen: dict[int, multiprocessing.Process] = {}  # the current pool's workers, by pid
+        _BACKENDS.add(self)
         atexit.register(self.close, kill=True)
 
     @property
     def started(self) -> bool:
         return self._pool is not None
 
-    def _get_pool(self, workers: int) -> ProcessPoolExecutor:
+    def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
-            if self._pool is None or self._pool_workers != workers:
-                self.close()
+            if self._pool is None:
                 # spawn: safe beside threads (Numba's, the caller's); the pool is kept, so its
-                # start-up cost is paid once.
+                # start-up cost is paid once. Its workers start as tasks need them.
                 context = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+                    cores(), mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
                 )
-                self._pool_workers = workers
+                self._seen = {}
             return self._pool
 
     def worker_pids(self) -> list[int]:
@@ -111,9 +123,15 @@ class ProcessesBackend(Backend):
     def close(self, kill: bool = False) -> None:
         """Stop the pool (at once, killing its workers, if ``kill``); the next call starts one."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is None:
-            return
+            pool = self._pool
+        if pool is not None:
+            self._retire(pool, kill)
+
+    def _retire(self, pool: ProcessPoolExecutor, kill: bool) -> None:
+        """Stop ``pool`` (not a newer one another call may have started meanwhile)."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
         if kill:
             processes = list(pool._processes.values())  # noqa: SLF001
             pool.shutdown(wait=False, cancel_futures=True)
@@ -123,21 +141,93 @@ class ProcessesBackend(Backend):
                 process.join()
         pool.shutdown(wait=True, cancel_futures=True)
 
+    def _submit(self, workload: Workload, seed: int):
+        def submit(pool: ProcessPoolExecutor, piece: tuple[int, int]):
+            with _main_script_hidden():  # workers start on submit
+                future = pool.submit(_count_task, workload, piece[0], piece[1], seed)
+            self._seen.update(pool._processes or {})  # noqa: SLF001 - to say how one died
+            return future
+
+        return submit
+
+    def _died(self, pool: ProcessPoolExecutor) -> str:
+        """How the pool's dead worker ended, in words ('' if unknown)."""
+        ends = []
+        for process in list(self._seen.values()):
+            code = process.exitcode
+            if code is not None and code < 0:
+                try:
+                    ends.append(f"killed by {signal.Signals(-code).name}")
+                except ValueError:
+                    ends.append(f"killed by signal {-code}")
+            elif code:
+                ends.append(f"exit code {code}")
+        return f" ({', '.join(sorted(set(ends)))})" if ends else ""
+
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
-        parts = min(workers * _TASKS_PER_WORKER, -(-(hi - lo) // _MIN_TASK))
-        pieces = split_range(lo, hi, parts)
-        if not pieces:
+        size = hi - lo
+        if size <= 0:
             return 0
-        pool = self._get_pool(workers)
+        workers = capped_workers(workers)
+        parts = max(workers * _TASKS_PER_WORKER, -(-size // _MAX_TASK))
+        parts = min(parts, -(-size // _MIN_TASK))
+        used: list[ProcessPoolExecutor] = []
+
+        def acquire() -> ProcessPoolExecutor:
+            used.append(self._get_pool())
+            return used[-1]
+
+        with self._lock:
+            self._active += 1
         try:
-            with _main_script_hidden():
-                futures = [pool.submit(_count_task, workload, a, b, seed) for a, b in pieces]
-            return sum(future.result() for future in futures)
+            return count_on_pool(
+                acquire,
+                self._submit(workload, seed),
+                lambda pool: pool is not self._pool,  # retired meanwhile: count the rest anew
+                iter_range(lo, hi, parts),
+                workers,
+            )
         except BrokenProcessPool as exc:
-            self.close(kill=True)
+            died = self._died(used[-1])
+            self._retire(used[-1], kill=True)
             raise RuntimeError(
-                "a worker process of the 'processes' backend died; run again"
+                f"a worker process of the 'processes' backend died{died} while counting "
+                f"{workload.name!r}; the pool was stopped and the next call starts a new one: "
+                "run again"
             ) from exc
-        except BaseException:  # Ctrl-C or an error: no partial sum, no worker left running
-            self.close(kill=True)
+        except BaseException as exc:
+            # Ctrl-C: no worker left running. Another error: the pieces still running would go on
+            # for a while; stop them too, unless other calls are using the pool.
+            if used and (not isinstance(exc, Exception) or self._active == 1):
+                self._retire(used[-1], kill=True)
             raise
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited pool's manager thread does not exist here and its workers are the
+        # parent's: keep it out of reach (never shut down, never collected, so nothing is sent to
+        # the parent's workers), and start afresh on first use.
+        pool = self._pool
+        if pool is not None:
+            _INHERITED.append(pool)
+            children = getattr(multiprocessing.process, "_children", None)
+            for process in (pool._processes or {}).values():  # noqa: SLF001
+                if children is not None:
+                    children.discard(process)  # so multiprocessing's exit does not wait on them
+        self._pool = None
+        self._seen = {}
+        self._active = 0
+        self._lock = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    global _main_lock
+    _main_lock = threading.Lock()
+    for backend in list(_BACKENDS):
+        backend._after_fork_in_child()  # noqa: SLF001
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from partally._api import BackendInfo, backends, compute
-from partally._version import __version__
+from partally._version import __version__ as __version__
 from partally.auto import Explanation, explain
 from partally._errors import BackendUnavailable, WorkloadError
 from partally.workloads import Workload, workload

@@ -15,11 +15,11 @@ import functools
 import hashlib
 import importlib.resources
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 from partally._errors import BackendUnavailable
+from partally._settings import flag
 from partally.backends import _gpu
 from partally.backends._common import slices
 from partally.backends.base import Backend
@@ -75,7 +75,7 @@ def module() -> tuple[Any, str]:
         raise BackendUnavailable(unavailable() or "counting.cu is missing")
     refused = "no prebuilt counting.fatbin"
     fatbin = folder / FATBIN
-    if os.environ.get("PARTALLY_CUDA_NVRTC", "0") not in ("", "0"):
+    if flag("PARTALLY_CUDA_NVRTC"):
         refused = "PARTALLY_CUDA_NVRTC is set"
     elif fatbin.is_file():
         try:

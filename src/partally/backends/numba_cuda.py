@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import threading
 from collections.abc import Callable
 
+from partally._settings import flag
 from partally.backends import _gpu
 from partally.backends._common import slices
 from partally.backends.base import Backend
@@ -23,7 +23,7 @@ from partally.workloads import Workload
 
 def simulated() -> bool:
     """Whether numba-cuda runs on its CPU simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+    return flag("NUMBA_ENABLE_CUDASIM")
 
 
 class NumbaCudaBackend(Backend):

@@ -27,6 +27,7 @@ from typing import Any
 from partally._errors import BackendUnavailable
 from partally.backends import get as get_backend
 from partally._machine import cpu_device
+from partally._settings import text
 from partally.backends._common import split_range
 from partally.backends.base import Backend
 from partally.workloads import Workload
@@ -46,7 +47,7 @@ _started_here = False  # whether this process started the Ray it is connected to
 
 
 def _address() -> str | None:
-    return os.environ.get("RAY_ADDRESS", "").strip() or None
+    return text("RAY_ADDRESS")
 
 
 def unavailable() -> str | None:

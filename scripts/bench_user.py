@@ -35,6 +35,7 @@ SEED = 7
 
 def hand_written(workload):
     """The same function in the loop a Numba user writes by hand."""
+    import numpy as np
     from numba import njit, prange
 
     element = njit(inline="always")(workload.function)
@@ -43,7 +44,7 @@ def hand_written(workload):
     def count(n, seed):
         total = 0
         for i in prange(n):
-            if element(i, seed):
+            if element(np.int64(i), seed):  # a copy: the function may assign to its i
                 total += 1
         return total
 

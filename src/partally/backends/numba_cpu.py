@@ -1,20 +1,100 @@
 """``numba``: a workload's Python predicate compiled by Numba, ``prange`` over chunks.
 
 Compiled kernels are kept per workload and cached on disk where Numba can (the first run on a
-machine pays for compilation, later processes load it).
+machine pays for compilation, later processes load it). ``workers`` above the cores is capped to
+the cores (and to ``NUMBA_NUM_THREADS``); concurrent calls from several threads are fine (Numba's
+default OpenMP and TBB layers are thread-safe).
+
+fork: Numba's GNU OpenMP threads do not survive ``os.fork()``: a child forked after a parallel
+kernel ran in its parent is killed by libgomp (SIGTERM) at its first parallel kernel. In such a
+child this backend refuses at once, with ``BackendUnavailable`` saying why and what works (the
+'spawn' start method, another backend, or ``NUMBA_THREADING_LAYER=workqueue`` / tbb, fork-safe
+layers). The choice of layer is left to the user: the workqueue layer survives fork but aborts the
+process when two threads launch kernels at once, so partally does not force it.
+
+Ctrl-C while numba is being imported is never a verdict on its availability: ``unavailable()``
+lets the KeyboardInterrupt through, and says "not installed" only when numba cannot be found.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
 
-from partally._machine import cores
-from partally.backends._common import slices
+from partally._errors import BackendUnavailable, WorkloadError
+from partally.backends._common import capped_workers, slices
 from partally.backends.base import Backend
-from partally._errors import WorkloadError
 from partally.workloads import Workload
+
+_forked_after_launch = False  # this process was forked after Numba's parallel threads started
+_import_interrupted = False  # an import of numba in this process was interrupted (Ctrl-C)
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_launch
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is not None and getattr(parallel, "_is_initialized", False):
+        _forked_after_launch = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _fork_refusal() -> str | None:
+    """Why Numba's parallel kernels cannot run in this forked process, or None. Never raises."""
+    if not _forked_after_launch:
+        return None
+    try:
+        import numba
+
+        layer = numba.threading_layer()
+        if layer != "omp":
+            return None  # tbb and workqueue survive fork
+        from numba.np.ufunc import omppool
+
+        if getattr(omppool, "openmp_vendor", "GNU") != "GNU":
+            return None  # Intel OpenMP survives fork
+    except Exception:  # noqa: BLE001 - unknown: refuse rather than be killed
+        pass
+    return (
+        "this process was forked (os.fork) after Numba's GNU OpenMP threads had started in its "
+        "parent, and they do not survive fork (libgomp would kill this process); start workers "
+        "with the 'spawn' or 'forkserver' start method, use another backend ('native', "
+        "'processes'), or set NUMBA_THREADING_LAYER=workqueue (fork-safe, not thread-safe) "
+        "before the first run"
+    )
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is behind ``exc`` (its cause or context, at any depth)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _import_failure(exc: ImportError) -> str:
+    """Why numba cannot be imported, in words: "not installed" only when it cannot be found."""
+    try:
+        found = importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # a half-imported numba in sys.modules
+        found = True
+    if not found:
+        return f"numba is not installed ({exc}); install it with `pip install numba`"
+    if _import_interrupted:
+        return (
+            "numba is installed, but an import of it (or of numpy) in this process was "
+            f"interrupted (Ctrl-C) and left it half-imported ({exc}); start a new Python process"
+        )
+    return f"numba is installed but failed to import ({type(exc).__name__}: {exc})"
 
 _CHUNKS_PER_WORKER = 4  # static schedule: a little slack for uneven chunks (primes)
 
@@ -32,11 +112,20 @@ class NumbaBackend(Backend):
         self._lock = threading.Lock()
 
     def unavailable(self) -> str | None:
+        """Why numba cannot run here, or None. A Ctrl-C during the import is raised (never a
+        verdict), and no verdict is kept: each call looks again."""
+        global _import_interrupted
         try:
             import numba  # noqa: F401
         except ImportError as exc:
-            return f"numba is not installed ({exc}); install it with `pip install numba`"
-        return None
+            if _interrupted(exc):
+                _import_interrupted = True
+                raise KeyboardInterrupt from exc
+            return _import_failure(exc)
+        except KeyboardInterrupt:
+            _import_interrupted = True
+            raise
+        return _fork_refusal()
 
     def supports(self, workload: Workload) -> str | None:
         """Built-ins compile; a user function is compiled once here to find out (a fraction of a
@@ -72,8 +161,12 @@ class NumbaBackend(Backend):
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
         import numba
 
+        refusal = _fork_refusal()
+        if refusal is not None:
+            raise BackendUnavailable(f"backend 'numba' cannot run in this process: {refusal}")
         kernel, index_type = self._kernel(workload)
-        numba.set_num_threads(max(1, min(workers, numba.config.NUMBA_NUM_THREADS, cores())))
+        workers = capped_workers(workers, numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(workers)
         seed = index_type(workload.compiled_seed(seed))
         total = 0
         for a, b in slices(lo, hi, workload.cpu_slice):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -257,6 +258,63 @@ def test_any_iterable_of_str(server, mode):
     urls = (f"{server.url}/{i}" for i in range(3))  # a generator, read once
     assert [r.ok for r in fetch_all(urls, mode)] == [True] * 3
     assert fetch_all((), mode) == [] and fetch_all(iter([]), mode) == []
+
+
+RAW_ANSWERS = {
+    "close": b"",
+    "garbage": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc",
+    "status": b"HTTP/1.1 99999 Nope\r\nContent-Length: 0\r\n\r\n",
+    "chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+    "idna": b"HTTP/1.1 302 Found\r\nLocation: http://xn--zz.localhost/\r\nContent-Length: 0\r\n\r\n",
+    "header": b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n",
+}
+
+
+@pytest.fixture(scope="module")
+def raw_server():
+    """A socket server that answers /NAME with RAW_ANSWERS[NAME], then closes; counts hits."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    hits: dict[str, int] = {}
+
+    def handle(conn):
+        with conn, contextlib.suppress(OSError):  # the client may hang up first
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            name = data.split(b" ")[1].decode().strip("/")
+            hits[name] = hits.get(name, 0) + 1
+            conn.sendall(RAW_ANSWERS[name])
+            conn.shutdown(socket.SHUT_WR)
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", hits
+    listener.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_broken_server_gives_error_results_retried_as_protocol_errors(raw_server, mode):
+    url, hits = raw_server
+    hits.clear()
+    results = fetch_all([f"{url}/{name}" for name in RAW_ANSWERS], mode, retries=1, timeout=5)
+    for name, result in zip(RAW_ANSWERS, results):
+        assert not result.ok and result.status is None, (name, result)
+    by_name = dict(zip(RAW_ANSWERS, results))
+    for name in ("garbage", "status", "chunk", "header"):  # aiohttp's were TransportError, once
+        assert by_name[name].error.startswith("RemoteProtocolError"), by_name[name]
+    assert hits["garbage"] >= 2  # retried (a retry may also die before the server reads it)
+    assert by_name["idna"].error.startswith("RemoteProtocolError: Invalid URL in location header")
 
 
 @pytest.mark.parametrize(("mode", "limit"), [("asyncio", 7), ("threads", 7), ("sequential", 7)])

@@ -139,9 +139,10 @@ def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request
     location = response.headers["location"]
     try:
         url = request.url.join(location)
-    except httpx.InvalidURL as exc:
+        scheme, host = url.scheme, url.host  # .host decodes IDNA, and may raise
+    except (httpx.InvalidURL, ValueError) as exc:
         raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if scheme not in ("http", "https") or not host:
         raise httpx.UnsupportedProtocol(f"Redirect to an unsupported URL: {location!r}")
     return _request(url, request.extensions["timeout"])
 

@@ -139,6 +139,9 @@ _AIOHTTP_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
     (aiohttp.ClientPayloadError, httpx.ReadError),
     (aiohttp.ClientConnectionError, httpx.ReadError),
     (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    # Raised by aiohttp's parser for a bad status line, header or chunk (with status=400 of its
+    # own making): a protocol error, retried as urllib3's BadStatusLine is in threads mode.
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
     (aiohttp.ClientError, httpx.TransportError),
 ]
 

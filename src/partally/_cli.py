@@ -88,6 +88,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from partally import __version__
     from partally.backends import NAMES as BACKEND_NAMES
     from partally._bench_cli import add_bench_command
     from partally._dispatch_cli import add_dispatch_commands
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="partally", description="Count with every backend Python has; fetch URLs concurrently."
     )
+    parser.add_argument("--version", action="version", version=f"partally {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     compute = commands.add_parser("compute", help="count the i in [0, N) that satisfy a workload")

@@ -394,6 +394,7 @@ def test_result_shape(server):
         ({"urls": b"http://127.0.0.1/"}, TypeError, "iterable of str"),
         ({"urls": [None]}, TypeError, r"urls\[0\] is NoneType"),
         ({"urls": [["http://127.0.0.1/"]]}, TypeError, r"urls\[0\] is list"),
+        ({"on_result": 5}, TypeError, "on_result must be callable"),
         ({"retries": -1}, ValueError, "retries must be >= 0"),
         ({"urls": "http://127.0.0.1/"}, TypeError, "iterable of str"),
         ({"urls": None}, TypeError, "iterable of str"),

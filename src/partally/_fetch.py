@@ -235,7 +235,9 @@ async def _afetch(
         return FetchResult(url, None, 0, time.perf_counter() - start, _describe(exc))
 
 
-def _checked(urls: Any, limit: Any, timeout: Any, retries: Any) -> list[str]:
+def _checked(urls: Any, limit: Any, timeout: Any, retries: Any, on_result: Any = None) -> list[str]:
+    if on_result is not None and not callable(on_result):  # not found out after the first fetch
+        raise TypeError(f"on_result must be callable or None, not {type(on_result).__name__}")
     for name, value, low in (("limit", limit, 1), ("retries", retries, 0)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, not {type(value).__name__}")
@@ -284,7 +286,7 @@ async def afetch_all(
     a protocol error, a cut body, ...) is that URL's error result; only bad arguments (TypeError,
     ValueError, before any request), cancellation, KeyboardInterrupt and SystemExit raise.
     """
-    urls = _checked(urls, limit, timeout, retries)
+    urls = _checked(urls, limit, timeout, retries, on_result)
     from partally._transport import AiohttpTransport
 
     results: list[FetchResult] = [None] * len(urls)  # type: ignore[list-item]
@@ -328,7 +330,7 @@ def fetch_all(
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}, expected one of {list(MODES)}")
-    urls = _checked(urls, limit, timeout, retries)
+    urls = _checked(urls, limit, timeout, retries, on_result)
     if mode == "asyncio":
         try:
             asyncio.get_running_loop()

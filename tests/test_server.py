@@ -181,6 +181,5 @@ def test_running_server_on_ipv6_loopback():
 
 
 def test_bind_says_why_a_port_cannot_be_had():
-    with bind("127.0.0.1", 0) as taken:
-        with pytest.raises(OSError):
-            bind("127.0.0.1", taken.getsockname()[1])
+    with bind("127.0.0.1", 0) as taken, pytest.raises(OSError):
+        bind("127.0.0.1", taken.getsockname()[1])

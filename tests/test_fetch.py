@@ -458,6 +458,46 @@ def test_ctrl_c_stops_promptly(server, app, mode):
     assert app.in_flight == 0
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_during_a_slow_name_lookup_stops_promptly(mode):
+    # aiohttp looked names up on the loop's default executor, which asyncio.run waits for:
+    # Ctrl-C waited out the lookup. No DNS here: getaddrinfo is made slow for one name.
+    script = textwrap.dedent(
+        f"""
+        import socket, sys, time
+        real = socket.getaddrinfo
+        def slow(host, *args, **kwargs):
+            if host == "slow.invalid":
+                time.sleep(30)
+            return real(host, *args, **kwargs)
+        socket.getaddrinfo = slow
+        from partally import _fetch
+        print("start", flush=True)
+        _fetch.fetch_all(["http://slow.invalid/"] * 3, {mode!r}, timeout=60)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        assert child.stdout.readline() == b"start\n"
+        time.sleep(1)  # inside the lookup
+        start = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert time.perf_counter() - start < 3
+    assert child.returncode != 0 and b"KeyboardInterrupt" in stderr
+
+
+def test_names_are_still_looked_up(server):
+    port = server.url.rsplit(":", 1)[1]
+    (result,) = fetch_all([f"http://localhost:{port}/x?size=3"], "asyncio")
+    assert result.ok and result.bytes == 3
+
+
 # httpx.MockTransport in place of the network: the retry policy, exactly.
 
 

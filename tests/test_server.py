@@ -183,3 +183,22 @@ def test_running_server_on_ipv6_loopback():
 def test_bind_says_why_a_port_cannot_be_had():
     with bind("127.0.0.1", 0) as taken, pytest.raises(OSError):
         bind("127.0.0.1", taken.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"latency": float("inf")}, ValueError),  # every request would wait forever
+        ({"latency": float("nan")}, ValueError),
+        ({"latency": -1}, ValueError),
+        ({"latency": "1"}, TypeError),
+        ({"jitter": float("inf")}, ValueError),
+        ({"fail_rate": 1.5}, ValueError),
+        ({"fail_rate": float("nan")}, ValueError),
+        ({"size": -1}, ValueError),
+        ({"size": 1.5}, ValueError),
+    ],
+)
+def test_bad_settings_are_refused_up_front(settings, error):
+    with pytest.raises(error):
+        TestApp(**settings)

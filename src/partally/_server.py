@@ -87,6 +87,18 @@ class TestApp:
     max_in_flight: int = 0
     hits: Counter[str] = field(default_factory=Counter)
 
+    def __post_init__(self) -> None:
+        for name in ("latency", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+        if isinstance(self.fail_rate, bool) or not 0 <= self.fail_rate <= 1:
+            raise ValueError(f"fail_rate must be in [0, 1], got {self.fail_rate!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"size must be a whole number of bytes >= 0, got {self.size!r}")
+
     def reset(self) -> None:
         """Forget the counts (between tests sharing one server); keeps what is in flight now."""
         self.requests = 0

@@ -454,6 +454,9 @@ def test_ctrl_c_stops_promptly(server, app, mode):
     _, stderr = child.communicate(timeout=10)
     assert time.perf_counter() - start < 2
     assert child.returncode != 0 and b"KeyboardInterrupt" in stderr
+    # One traceback: asyncio.run chained the workers' CancelledError to it, a second one.
+    assert stderr.count(b"Traceback") == 1 and b"CancelledError" not in stderr, stderr.decode()
+    assert b"Unclosed" not in stderr and b"never retrieved" not in stderr
     settled(app)
     assert app.in_flight == 0
 

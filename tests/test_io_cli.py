@@ -100,6 +100,7 @@ def test_fetch_shows_at_most_20_failures(capsys):
         (["fetch", "--retries", "x", "http://127.0.0.1/"], "--retries must be"),
         (["fetch", "--json", "/nonexistent/out.json", "http://127.0.0.1/"], "folder '/nonexistent' does not exist"),
         (["fetch", "--json", "/", "http://127.0.0.1/"], "is a directory"),
+        (["fetch", "--json", "", "http://127.0.0.1/"], "--json: give a file name"),
         (["serve", "--fail-rate", "1.5"], "--fail-rate must be in [0, 1]"),
         (["serve", "--size", "-1"], "--size must be >= 0"),
         (["serve", "--port", "70000"], "--port must be in 0..65535"),

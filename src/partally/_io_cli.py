@@ -63,6 +63,8 @@ def _retries(text: str) -> int:
 
 def _check_writable(flag: str, path: str) -> None:
     """As ``partally bench`` checks its --json: before any work, so no result is lost."""
+    if not path:
+        raise _BadArgument(f"{flag}: give a file name")
     if os.path.isdir(path):
         raise _BadArgument(f"{flag}: {path!r} is a directory; give a file name")
     folder = os.path.dirname(os.path.abspath(path))

@@ -20,7 +20,9 @@ from partally.bench import plot as bench_plot
 from partally.bench import report as bench_report
 from partally.bench import run as bench_run
 from partally.bench.run import Bench, Measurement
-from partally.cli import PREFIX, main
+from partally.cli import main
+
+PREFIX = "partally bench: error:"
 from partally.cli import bench as bench_cli_module
 from partally.workloads import BUILTINS
 
@@ -279,7 +281,7 @@ def test_bench_io_refuses_an_unwritable_json_before_any_work(io_bench, capsys):
     assert main(["bench-io", "--json", "/nonexistent-folder/io.json"]) == 2
     assert io_bench == {}
     err = capsys.readouterr().err
-    assert err.startswith(f"{PREFIX} ") and "does not exist" in err
+    assert err.startswith("partally bench-io: error: ") and "does not exist" in err
 
 
 # ----------------------------------------------------------------------------- the budget

@@ -78,3 +78,12 @@ def test_bad_arguments_exit_2_with_one_clear_line(argv, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert done.stdout == ""
+
+
+def test_version(capsys):
+    import partally
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"partally {partally.__version__}\n"

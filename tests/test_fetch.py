@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 
+import aiohttp
+import h11
+import httpcore
 import httpx
 import pytest
 
@@ -128,6 +133,191 @@ def test_malformed_urls_and_other_schemes_fail_alone(server, app, mode):
     assert app.requests == 1  # nothing but the good URL reached the server
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_host_idna_rejects_fails_alone(server, app, mode):
+    # httpx parses "xn--zz" lazily: .host raised idna.IDNAError, outside the per-URL guard, and
+    # the whole batch failed with it.
+    urls = [f"{server.url}/a", "http://xn--zz.localhost/", "http://a..b/", f"{server.url}/b"]
+    first, bad, empty_label, last = fetch_all(urls, mode, retries=0)
+    assert first.ok and last.ok
+    assert bad.status is None and bad.error.startswith("invalid URL: ") and "A-label" in bad.error
+    assert not empty_label.ok and empty_label.status is None
+    assert app.requests == 2
+
+
+class Boom(Exception):
+    """What no transport maps: a library's own exception, raised for one URL."""
+
+
+PER_URL_ERRORS = [
+    Boom("odd"),
+    UnicodeError("label"),
+    ValueError("port"),
+    ssl.SSLError(1, "bad handshake"),
+    h11.LocalProtocolError("h11"),
+    httpcore.RemoteProtocolError("httpcore"),
+    aiohttp.ClientPayloadError("payload"),
+    OSError(24, "Too many open files"),
+    RuntimeError("Session is closed"),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("error", PER_URL_ERRORS, ids=lambda e: type(e).__name__)
+def test_anything_raised_for_one_url_is_its_error_result(server, monkeypatch, mode, error):
+    # Raised while the request is built, outside the transport's own guard (as IDNAError was).
+    build = _fetch._request
+
+    def request(url, timeout):
+        if url.path == "/bad":
+            raise error
+        return build(url, timeout)
+
+    monkeypatch.setattr(_fetch, "_request", request)
+    ok, bad = fetch_all([f"{server.url}/ok", f"{server.url}/bad"], mode, retries=0)
+    assert ok.ok
+    assert bad.status is None and bad.error.startswith(type(error).__name__), bad
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_and_exit_are_never_swallowed(server, monkeypatch, mode, error):
+    def request(url, timeout):
+        raise error()
+
+    monkeypatch.setattr(_fetch, "_request", request)
+    with pytest.raises(error):
+        fetch_all([f"{server.url}/{i}" for i in range(4)], mode, limit=2)
+
+
+def test_cancelled_error_is_never_swallowed(server, monkeypatch):
+    def request(url, timeout):
+        raise asyncio.CancelledError()
+
+    monkeypatch.setattr(_fetch, "_request", request)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(afetch_all([f"{server.url}/a"]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 1e10, 10**400, 30])
+def test_infinite_and_huge_timeouts_mean_no_timeout(server, mode, timeout):
+    # inf passed validation, then every request failed with OverflowError (1e10 too, in threads).
+    results = fetch_all([f"{server.url}/a", f"{server.url}/b?latency=0.05"], mode, timeout=timeout)
+    assert all(r.ok for r in results), results
+
+
+def test_timeout_steps():
+    assert set(_fetch._timeouts(float("inf")).values()) == {None}
+    assert set(_fetch._timeouts(_fetch.MAX_TIMEOUT * 2).values()) == {None}
+    assert set(_fetch._timeouts(2).values()) == {2.0}
+
+
+def test_backoff_is_capped_and_never_overflows():
+    # 0.1 * 2 ** 1024 raised OverflowError, outside the per-URL guard, after 1025 retries.
+    plan = _fetch._attempts("u", 2000)
+    pauses = [next(plan)] + [plan.send((None, 0, "e", True)) for _ in range(1500)]
+    assert pauses[:3] == [0.0, _fetch.BACKOFF, 2 * _fetch.BACKOFF]
+    assert max(pauses) == _fetch.MAX_BACKOFF
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_huge_limit_makes_a_pool_of_the_threads_it_runs(server, monkeypatch, mode):
+    # urllib3 fills its pool's queue up front: limit=10**9 took minutes and gigabytes.
+    sizes = []
+    real = _transport.Urllib3Transport
+
+    def recording(limit):
+        sizes.append(limit)
+        return real(limit)
+
+    monkeypatch.setattr(_transport, "Urllib3Transport", recording)
+    results = fetch_all([f"{server.url}/{i}" for i in range(3)], mode, limit=10**9)
+    assert all(r.ok for r in results)
+    assert sizes == [3 if mode == "threads" else 1]
+
+
+def test_threads_are_capped(server, monkeypatch):
+    monkeypatch.setattr(_fetch, "MAX_THREADS", 3)
+    before, seen = threading.active_count(), []
+    fetch_all(
+        [f"{server.url}/{i}?latency=0.02" for i in range(12)],
+        "threads",
+        limit=10**9,
+        on_result=lambda _: seen.append(threading.active_count()),
+    )
+    assert len(seen) == 12 and max(seen) <= before + 3
+
+
+def test_a_huge_limit_on_asyncio(server, app):
+    results = fetch_all([f"{server.url}/{i}" for i in range(5)], "asyncio", limit=10**9)
+    assert all(r.ok for r in results)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_any_iterable_of_str(server, mode):
+    urls = (f"{server.url}/{i}" for i in range(3))  # a generator, read once
+    assert [r.ok for r in fetch_all(urls, mode)] == [True] * 3
+    assert fetch_all((), mode) == [] and fetch_all(iter([]), mode) == []
+
+
+RAW_ANSWERS = {
+    "close": b"",
+    "garbage": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc",
+    "status": b"HTTP/1.1 99999 Nope\r\nContent-Length: 0\r\n\r\n",
+    "chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+    "idna": b"HTTP/1.1 302 Found\r\nLocation: http://xn--zz.localhost/\r\nContent-Length: 0\r\n\r\n",
+    "header": b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n",
+}
+
+
+@pytest.fixture(scope="module")
+def raw_server():
+    """A socket server that answers /NAME with RAW_ANSWERS[NAME], then closes; counts hits."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    hits: dict[str, int] = {}
+
+    def handle(conn):
+        with conn, contextlib.suppress(OSError):  # the client may hang up first
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            name = data.split(b" ")[1].decode().strip("/")
+            hits[name] = hits.get(name, 0) + 1
+            conn.sendall(RAW_ANSWERS[name])
+            conn.shutdown(socket.SHUT_WR)
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", hits
+    listener.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_broken_server_gives_error_results_retried_as_protocol_errors(raw_server, mode):
+    url, hits = raw_server
+    hits.clear()
+    results = fetch_all([f"{url}/{name}" for name in RAW_ANSWERS], mode, retries=1, timeout=5)
+    for name, result in zip(RAW_ANSWERS, results):
+        assert not result.ok and result.status is None, (name, result)
+    by_name = dict(zip(RAW_ANSWERS, results))
+    for name in ("garbage", "status", "chunk", "header"):  # aiohttp's were TransportError, once
+        assert by_name[name].error.startswith("RemoteProtocolError"), by_name[name]
+    assert hits["garbage"] >= 2  # retried (a retry may also die before the server reads it)
+    assert by_name["idna"].error.startswith("RemoteProtocolError: Invalid URL in location header")
+
+
 @pytest.mark.parametrize(("mode", "limit"), [("asyncio", 7), ("threads", 7), ("sequential", 7)])
 def test_in_flight_bound_counted_by_the_server(server, app, mode, limit):
     results = fetch_all([f"{server.url}/{i}?latency=0.02" for i in range(40)], mode, limit=limit)
@@ -192,6 +382,20 @@ def test_result_shape(server):
         ({"timeout": 0}, ValueError, "timeout must be > 0"),
         ({"timeout": float("nan")}, ValueError, "timeout must be > 0"),
         ({"timeout": "1"}, TypeError, "timeout must be a number"),
+        ({"timeout": True}, TypeError, "timeout must be a number"),
+        ({"timeout": None}, TypeError, "timeout must be a number"),
+        ({"timeout": -1}, ValueError, "timeout must be > 0"),
+        ({"timeout": float("-inf")}, ValueError, "timeout must be > 0"),
+        ({"mode": None}, ValueError, "unknown mode"),
+        ({"mode": ["asyncio"]}, ValueError, "unknown mode"),
+        ({"limit": -5}, ValueError, "limit must be >= 1"),
+        ({"limit": None}, TypeError, "limit must be an int"),
+        ({"retries": 1.5}, TypeError, "retries must be an int"),
+        ({"urls": 5}, TypeError, "iterable of str"),
+        ({"urls": b"http://127.0.0.1/"}, TypeError, "iterable of str"),
+        ({"urls": [None]}, TypeError, r"urls\[0\] is NoneType"),
+        ({"urls": [["http://127.0.0.1/"]]}, TypeError, r"urls\[0\] is list"),
+        ({"on_result": 5}, TypeError, "on_result must be callable"),
         ({"retries": -1}, ValueError, "retries must be >= 0"),
         ({"urls": "http://127.0.0.1/"}, TypeError, "iterable of str"),
         ({"urls": None}, TypeError, "iterable of str"),
@@ -251,8 +455,51 @@ def test_ctrl_c_stops_promptly(server, app, mode):
     _, stderr = child.communicate(timeout=10)
     assert time.perf_counter() - start < 2
     assert child.returncode != 0 and b"KeyboardInterrupt" in stderr
+    # One traceback: asyncio.run chained the workers' CancelledError to it, a second one.
+    assert stderr.count(b"Traceback") == 1 and b"CancelledError" not in stderr, stderr.decode()
+    assert b"Unclosed" not in stderr and b"never retrieved" not in stderr
     settled(app)
     assert app.in_flight == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_during_a_slow_name_lookup_stops_promptly(mode):
+    # aiohttp looked names up on the loop's default executor, which asyncio.run waits for:
+    # Ctrl-C waited out the lookup. No DNS here: getaddrinfo is made slow for one name.
+    script = textwrap.dedent(
+        f"""
+        import socket, sys, time
+        real = socket.getaddrinfo
+        def slow(host, *args, **kwargs):
+            if host == "slow.invalid":
+                time.sleep(30)
+            return real(host, *args, **kwargs)
+        socket.getaddrinfo = slow
+        from partally.io import fetch as _fetch
+        print("start", flush=True)
+        _fetch.fetch_all(["http://slow.invalid/"] * 3, {mode!r}, timeout=60)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        assert child.stdout.readline() == b"start\n"
+        time.sleep(1)  # inside the lookup
+        start = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert time.perf_counter() - start < 3
+    assert child.returncode != 0 and b"KeyboardInterrupt" in stderr
+
+
+def test_names_are_still_looked_up(server):
+    port = server.url.rsplit(":", 1)[1]
+    (result,) = fetch_all([f"http://localhost:{port}/x?size=3"], "asyncio")
+    assert result.ok and result.bytes == 3
 
 
 # httpx.MockTransport in place of the network: the retry policy, exactly.

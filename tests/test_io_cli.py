@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -82,8 +83,25 @@ def test_fetch_shows_at_most_20_failures(capsys):
         (["fetch"], "no URLs"),
         (["fetch", "--limit", "0", "http://127.0.0.1/"], "--limit must be >= 1"),
         (["fetch", "--file", "/nonexistent/urls.txt"], "cannot read --file"),
-        (["serve", "--latency", "-1"], "--latency must be >= 0"),
-        (["serve", "--jitter", "-1"], "--jitter must be >= 0"),
+        (["serve", "--latency", "-1"], "--latency must be a finite number of seconds >= 0"),
+        (["serve", "--latency", "inf"], "--latency must be a finite number of seconds >= 0"),
+        (["serve", "--latency", "nan"], "--latency must be a finite number of seconds >= 0"),
+        (["serve", "--jitter", "-1"], "--jitter must be a finite number of seconds >= 0"),
+        (["serve", "--jitter", "inf"], "--jitter must be a finite number of seconds >= 0"),
+        (["serve", "--fail-rate", "nan"], "--fail-rate must be in [0, 1]"),
+        (["serve", "--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid:8000"),
+        (["fetch", "--timeout", "0", "http://127.0.0.1/"], "--timeout must be a number of seconds > 0"),
+        (["fetch", "--timeout", "-1", "http://127.0.0.1/"], "--timeout must be"),
+        (["fetch", "--timeout", "nan", "http://127.0.0.1/"], "--timeout must be"),
+        (["fetch", "--timeout=-inf", "http://127.0.0.1/"], "--timeout must be"),
+        (["fetch", "--timeout", "soon", "http://127.0.0.1/"], "--timeout must be"),
+        (["fetch", "--retries", "-1", "http://127.0.0.1/"], "--retries must be a whole number in 0..100"),
+        (["fetch", "--retries", "1.5", "http://127.0.0.1/"], "--retries must be"),
+        (["fetch", "--retries", "101", "http://127.0.0.1/"], "--retries must be"),
+        (["fetch", "--retries", "x", "http://127.0.0.1/"], "--retries must be"),
+        (["fetch", "--json", "/nonexistent/out.json", "http://127.0.0.1/"], "folder '/nonexistent' does not exist"),
+        (["fetch", "--json", "/", "http://127.0.0.1/"], "is a directory"),
+        (["fetch", "--json", "", "http://127.0.0.1/"], "--json: give a file name"),
         (["serve", "--fail-rate", "1.5"], "--fail-rate must be in [0, 1]"),
         (["serve", "--size", "-1"], "--size must be >= 0"),
         (["serve", "--port", "70000"], "--port must be in 0..65535"),
@@ -93,6 +111,131 @@ def test_bad_arguments_one_line_exit_2(capsys, argv, message):
     assert run(*argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"partally {argv[0]}: error: ") and message in err
+
+
+def test_fetch_with_a_bad_host_fails_alone_not_the_batch(server, capsys):
+    # IDNAError escaped fetch_all, and `partally fetch` exited 2 for the whole list.
+    assert run("fetch", f"{server.url}/a", "http://xn--zz.localhost/", f"{server.url}/b") == 1
+    out = capsys.readouterr().out
+    assert "2 ok, 1 failed" in out and "http://xn--zz.localhost/: invalid URL" in out
+
+
+def test_fetch_json_to_an_unwritable_path_stops_before_any_request(capsys, tmp_path):
+    with running_server(latency=0.0, size=10) as fresh:
+        missing = tmp_path / "no" / "such" / "out.json"
+        assert run("fetch", f"{fresh.url}/a", "--json", str(missing)) == 2
+        assert fresh.app.requests == 0  # checked before the fetch, as `bench` does
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("partally fetch: error: --json: cannot write")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_fetch_json_that_fails_late_is_one_line_not_a_traceback(server, capsys):
+    assert run("fetch", f"{server.url}/a", "--json", "/dev/full") == 2  # ENOSPC at write time
+    out, err = capsys.readouterr()
+    assert "1 ok, 0 failed" in out  # the summary still came
+    assert err.strip().startswith("partally fetch: error: --json: cannot write '/dev/full'")
+
+
+def test_fetch_timeout_and_retries(server, capsys):
+    server.app.reset()
+    url = f"{server.url}/r?fail_first=1"
+    assert run("fetch", url, "--retries", "0") == 1
+    assert run("fetch", url + "&again", "--retries", "1") == 0
+    assert server.app.hits["/r?fail_first=1"] == 1 and server.app.hits["/r?fail_first=1&again"] == 2
+    start = time.perf_counter()
+    assert run("fetch", f"{server.url}/slow?latency=2", "--timeout", "0.1", "--retries", "0") == 1
+    assert time.perf_counter() - start < 1.5 and "ReadTimeout" in capsys.readouterr().out
+    for none in ("inf", "none", "1e300"):
+        assert run("fetch", f"{server.url}/a?latency=0.05", "--timeout", none) == 0
+
+
+def test_fetch_file_not_utf8_is_a_fetch_error(tmp_path, capsys):
+    # Through the real entry point: a UnicodeDecodeError reached main's "partally: error:".
+    from partally.cli import main
+
+    bad = tmp_path / "urls.txt"
+    bad.write_bytes(b"http://127.0.0.1/\xff\xfe\n")
+    assert main(["fetch", "--file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("partally fetch: error: cannot read --file")
+    assert "not UTF-8" in err
+
+
+@pytest.mark.parametrize("mode", _io_cli.MODES)
+def test_fetch_ctrl_c_exits_130_promptly_without_a_traceback(server, mode):
+    urls = [f"{server.url}/{mode}-{i}?latency=30" for i in range(20)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "partally", "fetch", "--mode", mode, "--limit", "20", *urls]
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        def started() -> int:  # this child's requests that reached the server
+            return sum(n for key, n in list(server.app.hits.items()) if key.startswith(f"/{mode}-"))
+
+        while started() < (1 if mode == "sequential" else 20):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.01)
+        start = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=10)  # no leftover thread keeps it alive
+    finally:
+        child.kill()
+    assert time.perf_counter() - start < 3
+    assert child.returncode == 130
+    assert b"Traceback" not in err and err.strip().endswith(b"partally: interrupted")
+
+
+def _serve(*argv: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "partally", "serve", "--latency", "0", "--size", "3", *argv]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _serving_line(child: subprocess.Popen) -> str:
+    line = child.stderr.readline()  # the child is killed by the caller if this hangs
+    assert line.startswith("serving "), line
+    return line
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_serve_port_0_says_the_port_and_answers_once_it_says_so(host):
+    if host == "::1" and not _has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    child = _serve("--host", host, "--port", "0")
+    timer = threading.Timer(30, child.kill)
+    timer.start()
+    try:
+        line = _serving_line(child)
+        url = line.split()[1]
+        bracketed = "[::1]" if host == "::1" else host
+        assert url.startswith(f"http://{bracketed}:") and not url.endswith(":0/")
+        # "serving" came before the port was bound: a request at once was refused.
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.read() == b"xxx"
+    finally:
+        timer.cancel()
+        child.send_signal(signal.SIGINT)
+        child.communicate(timeout=10)
+
+
+def test_serve_on_a_taken_port_is_one_line_and_never_says_serving():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        child = _serve("--port", str(taken.getsockname()[1]))
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 2 and "serving" not in err
+    assert err.count("\n") == 1 and err.startswith("partally serve: error: cannot listen on 127.0.0.1:")
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def test_bad_mode_is_refused_by_argparse(capsys):
@@ -112,7 +255,7 @@ def test_serve_runs_until_ctrl_c():
     finally:
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=10)
-    assert f"serving http://127.0.0.1:{port}/" in err.decode()
+    assert err.decode().startswith(f"serving http://127.0.0.1:{port}/")
 
 
 def _free_port() -> int:

@@ -1,6 +1,7 @@
 """The ``ray`` backend on a local Ray with 2 CPUs: exact counts, faults, fast failure, clean exit."""
 
 import _thread
+import dataclasses
 import importlib.util
 import os
 import signal
@@ -16,6 +17,7 @@ from partally.workloads import BUILTINS, resolve
 
 import partally
 from partally.backends import get as get_backend
+from partally.backends import ray as ray_module
 from reference import WORKLOADS, count_range
 
 pytestmark = pytest.mark.ray
@@ -115,10 +117,10 @@ def test_import_partally_does_not_import_ray():
 
 
 def test_plan_covers_the_range_in_a_few_chunks_per_cpu():
-    assert backend.plan("pi", 0, 10**9, 2) == [(k * 125_000_000, (k + 1) * 125_000_000) for k in range(8)]
-    assert backend.plan("pi", 5, 1000, 16) == [(5, 1000)]  # too short to be worth a second task
-    assert backend.plan("count", 0, 10**12, 64) == [(0, 10**12)]  # compiled `count` is O(1)
-    pieces = backend.plan("primes", 3, 10**7 + 3, 3)
+    assert ray_module.plan(BUILTINS["pi"], 0, 10**9, 2) == [(k * 125_000_000, (k + 1) * 125_000_000) for k in range(8)]
+    assert ray_module.plan(BUILTINS["pi"], 5, 1000, 16) == [(5, 1000)]  # too short to be worth a second task
+    assert ray_module.plan(BUILTINS["count"], 0, 10**12, 64) == [(0, 10**12)]  # compiled `count` is O(1)
+    pieces = ray_module.plan(BUILTINS["primes"], 3, 10**7 + 3, 3)
     assert pieces[0][0] == 3 and pieces[-1][1] == 10**7 + 3
     assert all(a < b == c for (a, b), (c, _) in zip(pieces, pieces[1:]))
     assert len(pieces) == 3 * 4
@@ -126,7 +128,7 @@ def test_plan_covers_the_range_in_a_few_chunks_per_cpu():
 
 @needs_ray
 def test_workers_run_the_fastest_kernel(local_ray):
-    kernel, _ = backend.worker_info()
+    kernel, _ = ray_module.worker_info()
     assert kernel == "numba"
 
 
@@ -144,7 +146,7 @@ def test_equals_reference(local_ray, workload, lo, hi, seed):
 @pytest.mark.parametrize("workload", WORKLOADS)
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_many_small_chunks_equal_reference(local_ray, monkeypatch, workload, workers):
-    monkeypatch.setitem(backend._MIN_CHUNK, workload, 7)  # cut even short ranges into 4 per CPU
+    workload = dataclasses.replace(workload, task_min=7)  # cut even short ranges into 4 per CPU
     in_flight = []
     wait = local_ray.wait
 
@@ -154,7 +156,7 @@ def test_many_small_chunks_equal_reference(local_ray, monkeypatch, workload, wor
 
     monkeypatch.setattr(local_ray, "wait", spy)
     lo, hi = 2**31 - 1000, 2**31 + 1001
-    assert backend.count(resolve(workload), lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
+    assert backend.count(workload, lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
     assert in_flight and max(in_flight) <= workers  # `workers` caps the tasks at once
 
 
@@ -259,7 +261,7 @@ def test_local_ray_is_started_once_and_gone_after_exit():
         "started = time.perf_counter()\n"
         "assert partally.compute(10**6, backend='ray', workload='pi') == 785806\n"
         "print(time.perf_counter() - started)\n"
-        "print(get('ray').worker_info()[1])\n"
+        "print(__import__('partally.backends.ray', fromlist=['x']).worker_info()[1])\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

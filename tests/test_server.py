@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from partally.io.server import TestApp, running_server, server_process
+from partally.io.server import TestApp, base_url, bind, running_server, server_process
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,90 @@ def test_stopping_frees_the_thread():
     with running_server() as running:
         assert get(running.url + "/?latency=0")[0] == 200
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("size=abc", "size must be a whole number >= 0, got 'abc'"),  # was a 500 and a traceback
+        ("size=-1", "size must be a whole number >= 0"),
+        ("size=1.5", "size must be a whole number >= 0"),
+        ("size=%C2%B2", "size must be a whole number >= 0"),  # "²" is a digit to str.isdigit
+        ("size=" + "9" * 5000, "size must be a whole number >= 0"),
+        ("status=999", "status must be a whole number in 200..599"),  # the connection was dropped
+        ("status=99", "status must be a whole number in 200..599"),
+        ("status=100", "status must be a whole number in 200..599"),
+        ("status=x", "status must be a whole number in 200..599"),
+        ("latency=abc", "latency must be a finite number >= 0"),
+        ("latency=inf", "latency must be a finite number >= 0"),
+        ("latency=nan", "latency must be a finite number >= 0"),
+        ("latency=-1", "latency must be a finite number >= 0"),
+        ("fail_first=x", "fail_first must be a whole number >= 0"),
+    ],
+)
+def test_a_bad_query_value_is_a_400_that_names_it(server, query, message):
+    status, body = get(f"{server.url}/q?{query}")
+    assert status == 400 and message in body.decode()
+    assert get(server.url + "/after") == (200, b"x" * 10)  # and the server goes on
+
+
+def test_a_query_that_is_not_utf8_is_answered(server):
+    assert get(server.url + "/?size=2&x=%ff%fe") == (200, b"xx")
+    assert get(server.url + "/?size=%ff")[0] == 400
+
+
+def test_a_large_body_is_sent_in_pieces(server):
+    assert get(server.url + "/big?size=300001") == (200, b"x" * 300001)
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /close?size=300000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.partition(b"\r\n\r\n")[2] == b"x" * 150000
+
+
+def test_base_url_brackets_ipv6():
+    assert base_url("127.0.0.1", 80) == "http://127.0.0.1:80"
+    assert base_url("::1", 8000) == "http://[::1]:8000"
+    assert base_url("localhost", 1) == "http://localhost:1"
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+def test_running_server_on_ipv6_loopback():
+    with running_server(host="::1", latency=0.0, size=3) as running:
+        assert running.url.startswith("http://[::1]:")
+        assert get(running.url + "/") == (200, b"xxx")
+
+
+def test_bind_says_why_a_port_cannot_be_had():
+    with bind("127.0.0.1", 0) as taken, pytest.raises(OSError):
+        bind("127.0.0.1", taken.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"latency": float("inf")}, ValueError),  # every request would wait forever
+        ({"latency": float("nan")}, ValueError),
+        ({"latency": -1}, ValueError),
+        ({"latency": "1"}, TypeError),
+        ({"jitter": float("inf")}, ValueError),
+        ({"fail_rate": 1.5}, ValueError),
+        ({"fail_rate": float("nan")}, ValueError),
+        ({"size": -1}, ValueError),
+        ({"size": 1.5}, ValueError),
+    ],
+)
+def test_bad_settings_are_refused_up_front(settings, error):
+    with pytest.raises(error):
+        TestApp(**settings)

@@ -9,7 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-PREFIX = "partally: error:"  # every error the command line prints starts so
+from partally.cli.args import error
+
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,8 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (TypeError, ValueError, BackendUnavailable) as exc:
-        print(f"{PREFIX} {exc}", file=sys.stderr)
-        return 2
+        return error(args.command, str(exc))
     except KeyboardInterrupt:
         print("partally: interrupted", file=sys.stderr)
         return 130

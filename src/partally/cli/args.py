@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -43,6 +45,32 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
     return value
+
+
+class BadArgument(ValueError):
+    """One line for stderr: what was wrong and what is accepted."""
+
+
+def check_writable(flag: str, path: str) -> None:
+    """``BadArgument`` unless a file can be written at ``path``: checked before any work, so
+    that no result is lost to a path that cannot be written."""
+    if not path:
+        raise BadArgument(f"{flag}: give a file name")
+    if os.path.isdir(path):
+        raise BadArgument(f"{flag}: {path!r} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadArgument(f"{flag}: cannot write {path!r}: folder {folder!r} does not exist")
+    target = path if os.path.exists(path) else folder
+    if not os.access(target, os.W_OK):
+        raise BadArgument(f"{flag}: cannot write {path!r}: permission denied")
+
+
+def error(command: str, message: str) -> int:
+    """Print one line as argparse does for ``partally COMMAND`` (``partally COMMAND: error: ...``)
+    and return the exit status for bad arguments, 2."""
+    print(f"partally {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def workload_argument(text: str) -> Any:

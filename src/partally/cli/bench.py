@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from partally import _format
 from partally.bench import run as _bench
-from partally.cli import PREFIX
+from partally.cli.args import BadArgument, check_writable, error
 from partally.cli.args import workload_argument
 from partally.workloads import Workload
 
 GUIDE_TASKS, GUIDE_COUNTS = 4, 10**7  # the guide: 4 tasks of 10**7 counts
 GUIDE_REPEAT, GUIDE_BUDGET_S = 3, 600.0  # the guide's rows must run: no practical budget
-
-
-class BadArgument(ValueError):
-    """One line for stderr: what was wrong and what is accepted."""
 
 
 @dataclass
@@ -78,8 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         plan = _check(args)
     except BadArgument as exc:
-        print(f"{PREFIX} {exc}", file=sys.stderr)
-        return 2
+        return error("bench", str(exc))
     return _run_counting(args, plan)
 
 
@@ -180,18 +174,6 @@ def _budget(args: argparse.Namespace) -> float:
     return budget
 
 
-def check_writable(flag: str, path: str) -> None:
-    """``BadArgument`` unless a file can be written at ``path`` (checked before any work)."""
-    if os.path.isdir(path):
-        raise BadArgument(f"{flag}: {path!r} is a directory; give a file name")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BadArgument(f"{flag}: cannot write {path!r}: folder {folder!r} does not exist")
-    target = path if os.path.exists(path) else folder
-    if not os.access(target, os.W_OK):
-        raise BadArgument(f"{flag}: cannot write {path!r}: permission denied")
-
-
 def _check_plot(path: str) -> None:
     from partally.bench.plot import PlotUnavailable, require_matplotlib
 
@@ -223,7 +205,7 @@ def _run_counting(args: argparse.Namespace, plan: _Plan) -> int:
     if not out.is_terminal:  # a file or a pipe: wide enough that no cell wraps
         out.width = max(out.width, 120)
     if not plan.backends:
-        err.print(f"{PREFIX} no backend to time: " + "; ".join(
+        err.print("partally bench: error: no backend to time: " + "; ".join(
             f"{name}: {reason}" for name, reason in plan.unavailable.items()),
             markup=False, highlight=False)
         return 2

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Any
 
-from partally.cli import PREFIX
+from partally.cli.args import BadArgument, check_writable, error
 from partally.cli.args import positive
 
 
@@ -26,14 +25,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from partally.bench import report
     from partally.bench.io import run_io_bench
-    from partally.cli.bench import BadArgument, check_writable
 
     if args.json is not None:
         try:
             check_writable("--json", args.json)
         except BadArgument as exc:
-            print(f"{PREFIX} {exc}", file=sys.stderr)
-            return 2
+            return error("bench-io", str(exc))
     config = {"requests": args.requests, "latency": args.latency, "limit": args.limit}
     rows = run_io_bench(console=Console(), **config)
     if args.json:

@@ -16,6 +16,7 @@ and urllib3 (threads), whose pools stay O(1) per request where httpx's default o
 from __future__ import annotations
 
 import asyncio
+import numbers
 import os
 import queue
 import threading
@@ -30,6 +31,11 @@ __all__ = ["MODES", "FetchResult", "afetch_all", "fetch_all"]
 
 MODES = ("asyncio", "threads", "sequential")
 BACKOFF = 0.1  # seconds before the first retry; doubles with each further one
+MAX_BACKOFF = 30.0  # ... up to this many seconds, however many retries
+# A timeout longer than this (a year) means no timeout: the socket layer cannot wait ~1e10 s
+# (urllib3 raised OverflowError for every request), and inf overflowed both transports.
+MAX_TIMEOUT = 365 * 24 * 3600.0
+MAX_THREADS = 256  # threads mode runs at most this many threads, whatever `limit` asks
 MAX_REDIRECTS = 20  # as httpx's follow_redirects=True
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # httpx's default headers, with partally named; no cookies, so none carried to the next URL.
@@ -69,11 +75,12 @@ def _target(url: str) -> httpx.URL | str:
     """The URL parsed once, for every attempt, or why it can't be fetched."""
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        return f"invalid URL: {exc}"
-    if parsed.scheme not in ("http", "https"):
-        return f"unsupported scheme {parsed.scheme!r}: only http and https URLs are fetched"
-    if not parsed.host:
+        scheme, host = parsed.scheme, parsed.host  # .host decodes IDNA: it raises for xn--zz
+    except (httpx.InvalidURL, ValueError) as exc:  # idna.IDNAError is a UnicodeError, a ValueError
+        return f"invalid URL: {_text(exc)}"
+    if scheme not in ("http", "https"):
+        return f"unsupported scheme {scheme!r}: only http and https URLs are fetched"
+    if not host:
         return "invalid URL: no host"
     return parsed
 
@@ -82,10 +89,24 @@ def _attempts(url: str, retries: int) -> Generator[float, _Outcome, FetchResult]
     """The retry policy, free of IO: yields the pause before each attempt, gets its outcome."""
     start = time.perf_counter()
     for attempt in range(retries + 1):
-        status, size, error, retry = yield BACKOFF * 2 ** (attempt - 1) if attempt else 0.0
+        status, size, error, retry = yield _backoff(attempt)
         if not retry:
             break
     return FetchResult(url, status, size, time.perf_counter() - start, error)
+
+
+def _backoff(attempt: int) -> float:
+    """The pause before attempt `attempt` (0 for the first): doubling, capped at MAX_BACKOFF."""
+    if not attempt:
+        return 0.0
+    return min(BACKOFF * 2.0 ** min(attempt - 1, 64), MAX_BACKOFF)  # 2.0**64: no float overflow
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ must not fail the batch either
+        return ""
 
 
 def _outcome(status: int, reason: str, size: int) -> _Outcome:
@@ -94,8 +115,12 @@ def _outcome(status: int, reason: str, size: int) -> _Outcome:
     return status, size, f"HTTP {status} {reason}".rstrip(), status >= 500
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_text(exc)}".rstrip(": ")
+
+
 def _failure(exc: Exception) -> _Outcome:
-    return None, 0, f"{type(exc).__name__}: {exc}".rstrip(": "), isinstance(exc, _RETRYABLE)
+    return None, 0, _describe(exc), isinstance(exc, _RETRYABLE)
 
 
 def _request(url: httpx.URL, timeout: dict[str, float]) -> httpx.Request:
@@ -114,9 +139,10 @@ def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request
     location = response.headers["location"]
     try:
         url = request.url.join(location)
-    except httpx.InvalidURL as exc:
+        scheme, host = url.scheme, url.host  # .host decodes IDNA, and may raise
+    except (httpx.InvalidURL, ValueError) as exc:
         raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if scheme not in ("http", "https") or not host:
         raise httpx.UnsupportedProtocol(f"Redirect to an unsupported URL: {location!r}")
     return _request(url, request.extensions["timeout"])
 
@@ -170,47 +196,57 @@ def _prepared(url: str, timeout: dict[str, float]) -> httpx.Request | FetchResul
 def _fetch(
     transport: httpx.BaseTransport, url: str, timeout: dict[str, float], retries: int
 ) -> FetchResult:
-    request = _prepared(url, timeout)
-    if isinstance(request, FetchResult):
-        return request
-    plan = _attempts(url, retries)
+    start = time.perf_counter()
     try:
-        pause = next(plan)
-        while True:
-            if pause:
-                time.sleep(pause)
-            pause = plan.send(_get(transport, request))
-    except StopIteration as done:
-        return done.value
+        request = _prepared(url, timeout)
+        if isinstance(request, FetchResult):
+            return request
+        plan = _attempts(url, retries)
+        try:
+            pause = next(plan)
+            while True:
+                if pause:
+                    time.sleep(pause)
+                pause = plan.send(_get(transport, request))
+        except StopIteration as done:
+            return done.value
+    except Exception as exc:  # whatever library raised it, one URL's failure is its own result
+        return FetchResult(url, None, 0, time.perf_counter() - start, _describe(exc))
 
 
 async def _afetch(
     transport: httpx.AsyncBaseTransport, url: str, timeout: dict[str, float], retries: int
 ) -> FetchResult:
-    request = _prepared(url, timeout)
-    if isinstance(request, FetchResult):
-        return request
-    plan = _attempts(url, retries)
+    start = time.perf_counter()
     try:
-        pause = next(plan)
-        while True:
-            if pause:
-                await asyncio.sleep(pause)
-            pause = plan.send(await _aget(transport, request))
-    except StopIteration as done:
-        return done.value
+        request = _prepared(url, timeout)
+        if isinstance(request, FetchResult):
+            return request
+        plan = _attempts(url, retries)
+        try:
+            pause = next(plan)
+            while True:
+                if pause:
+                    await asyncio.sleep(pause)
+                pause = plan.send(await _aget(transport, request))
+        except StopIteration as done:
+            return done.value
+    except Exception as exc:  # as in _fetch; CancelledError is a BaseException and goes on
+        return FetchResult(url, None, 0, time.perf_counter() - start, _describe(exc))
 
 
-def _checked(urls: Any, limit: Any, timeout: Any, retries: Any) -> list[str]:
+def _checked(urls: Any, limit: Any, timeout: Any, retries: Any, on_result: Any = None) -> list[str]:
+    if on_result is not None and not callable(on_result):  # not found out after the first fetch
+        raise TypeError(f"on_result must be callable or None, not {type(on_result).__name__}")
     for name, value, low in (("limit", limit, 1), ("retries", retries, 0)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, not {type(value).__name__}")
         if value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if not timeout > 0:  # nan too
+        raise ValueError(f"timeout must be > 0 seconds (inf for none), got {timeout}")
     if isinstance(urls, (str, bytes)) or not isinstance(urls, Iterable):
         raise TypeError(f"urls must be an iterable of str, not {type(urls).__name__}")
     urls = list(urls)
@@ -221,8 +257,13 @@ def _checked(urls: Any, limit: Any, timeout: Any, retries: Any) -> list[str]:
 
 
 def _timeouts(timeout: float) -> dict[str, float]:
-    """The per-request timeout extension, as httpx's client sets it: every step bounded alike."""
-    return httpx.Timeout(timeout).as_dict()  # type: ignore[return-value]
+    """The per-request timeout extension, as httpx's client sets it: every step bounded alike.
+
+    inf, or anything past MAX_TIMEOUT, is no timeout at all (None for every step).
+    """
+    if timeout > MAX_TIMEOUT:
+        return httpx.Timeout(None).as_dict()  # type: ignore[return-value]
+    return httpx.Timeout(float(timeout)).as_dict()  # type: ignore[return-value]
 
 
 async def afetch_all(
@@ -235,16 +276,23 @@ async def afetch_all(
 ) -> list[FetchResult]:
     """Fetch `urls` with at most `limit` in flight on asyncio; results in input order.
 
-    `timeout` bounds each step of a request (connect, each read, write); connection errors,
-    timeouts and 5xx answers are retried `retries` times with backoff; `on_result` is called
-    with each result as it comes.
+    `timeout` (seconds, > 0) bounds each step of a request (connect, each read, write);
+    `float("inf")`, or anything longer than a year, means no timeout. Connection errors,
+    timeouts and 5xx answers are retried `retries` times with backoff (0.1 s, doubling, at most
+    30 s a pause); `on_result` is called with each result as it comes (an exception it raises
+    stops the batch and propagates).
+
+    Whatever goes wrong with one URL (a malformed or non-IDNA host, a refused connection, TLS,
+    a protocol error, a cut body, ...) is that URL's error result; only bad arguments (TypeError,
+    ValueError, before any request), cancellation, KeyboardInterrupt and SystemExit raise.
     """
-    urls = _checked(urls, limit, timeout, retries)
+    urls = _checked(urls, limit, timeout, retries, on_result)
     from partally.io.transport import AiohttpTransport
 
     results: list[FetchResult] = [None] * len(urls)  # type: ignore[list-item]
     todo = iter(enumerate(urls))
-    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+    connections = max(1, min(limit, len(urls)))  # never more than the workers
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     timeouts = _timeouts(timeout)
     async with AiohttpTransport(limits=limits) as transport:
 
@@ -276,13 +324,13 @@ def fetch_all(
 ) -> list[FetchResult]:
     """Fetch `urls` and return a `FetchResult` for each, in input order.
 
-    `mode` is one of "asyncio", "threads" (`limit` threads) or "sequential" (one at a time).
-    A bad URL, an error status or a failed connection gives an error result, never an exception.
-    See `afetch_all` for the other arguments.
+    `mode` is one of "asyncio", "threads" (`limit` threads, at most MAX_THREADS) or
+    "sequential" (one at a time). A bad URL, an error status or a failed connection gives an
+    error result, never an exception. See `afetch_all` for the other arguments.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}, expected one of {list(MODES)}")
-    urls = _checked(urls, limit, timeout, retries)
+    urls = _checked(urls, limit, timeout, retries, on_result)
     if mode == "asyncio":
         try:
             asyncio.get_running_loop()
@@ -294,8 +342,12 @@ def fetch_all(
                 "await afetch_all(...) instead"
             )
         coro = afetch_all(urls, limit=limit, timeout=timeout, retries=retries, on_result=on_result)
-        return asyncio.run(coro)
-    workers = 1 if mode == "sequential" else min(limit, len(urls))
+        try:
+            return asyncio.run(coro)
+        except KeyboardInterrupt as exc:  # asyncio.run chains the workers' CancelledError to it:
+            exc.__suppress_context__ = True  # one traceback for one Ctrl-C, not two
+            raise
+    workers = 1 if mode == "sequential" else max(1, min(limit, len(urls), MAX_THREADS))
     return _fetch_threaded(urls, workers, limit, timeout, retries, on_result)
 
 
@@ -371,7 +423,9 @@ def _fetch_threaded(
             failure.append(exc)
 
     timeouts = _timeouts(timeout)
-    with Urllib3Transport(limit) as transport:
+    # A pool as large as the threads that share it: urllib3 fills its queue up front, so
+    # limit=10**9 took minutes and gigabytes before the first request.
+    with Urllib3Transport(workers) as transport:
         if workers == 1:  # sequential: run in this thread, so Ctrl-C lands here directly
             worker()
         else:

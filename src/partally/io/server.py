@@ -5,6 +5,9 @@ Every path answers after ``latency`` (+ up to ``jitter``) seconds with ``size`` 
 
 - ``?latency=S``, ``?size=B``, ``?status=C``: override the defaults for this request;
 - ``?fail_first=K``: answer 503 to the first K requests for this path and query;
+- a query value out of range (a latency that is not a finite number >= 0, a size or fail_first
+  that is not a whole number >= 0, a status outside 200..599) is answered at once with a 400
+  that says which;
 - ``/close``: promise ``size`` bytes, send half of them and close the connection;
 - ``/stats``: JSON with the requests seen, those in flight now and the most ever in flight.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import socket
 import subprocess
@@ -26,7 +30,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +38,37 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-__all__ = ["RunningServer", "TestApp", "running_server", "serve", "server_process"]
+__all__ = ["RunningServer", "TestApp", "base_url", "bind", "running_server", "serve", "server_process"]
+
+CHUNK = 65536  # bodies larger than this are sent in pieces of this size, never built whole
+
+
+class _BadQuery(ValueError):
+    """A query value the app cannot honour: answered with a 400 naming it."""
+
+
+def _number(params: dict[str, str], name: str, default: float) -> float:
+    if name not in params:
+        return default
+    try:
+        value = float(params[name])
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise _BadQuery(f"{name} must be a finite number >= 0, got {params[name]!r}")
+    return value
+
+
+def _whole(params: dict[str, str], name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    if name not in params:
+        return default
+    text = params[name].strip()
+    ok = text.isascii() and text.isdigit() and len(text) <= 30  # not "²", nor 5000 digits
+    value = int(text) if ok else None
+    if value is None or value < low or (high is not None and value > high):
+        accepted = f"a whole number >= {low}" if high is None else f"a whole number in {low}..{high}"
+        raise _BadQuery(f"{name} must be {accepted}, got {text!r}")
+    return value
 
 
 @dataclass
@@ -53,6 +87,18 @@ class TestApp:
     max_in_flight: int = 0
     hits: Counter[str] = field(default_factory=Counter)
 
+    def __post_init__(self) -> None:
+        for name in ("latency", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+        if isinstance(self.fail_rate, bool) or not 0 <= self.fail_rate <= 1:
+            raise ValueError(f"fail_rate must be in [0, 1], got {self.fail_rate!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"size must be a whole number of bytes >= 0, got {self.size!r}")
+
     def reset(self) -> None:
         """Forget the counts (between tests sharing one server); keeps what is in flight now."""
         self.requests = 0
@@ -69,7 +115,7 @@ class TestApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        path, query = scope["path"], scope["query_string"].decode()
+        path, query = scope["path"], scope["query_string"].decode("latin-1")  # never fails
         if path == "/stats":
             await _respond(send, 200, json.dumps(self.stats()).encode(), "application/json")
             return
@@ -85,7 +131,14 @@ class TestApp:
         params = {k: v[-1] for k, v in parse_qs(query).items()}
         key = f"{path}?{query}"
         self.hits[key] += 1
-        delay = float(params.get("latency", self.latency))
+        try:  # a bad value was a 500 with a traceback (size=abc), or a dropped connection (status=999)
+            delay = _number(params, "latency", self.latency)
+            size = _whole(params, "size", self.size)
+            status = _whole(params, "status", 200, 200, 599)
+            fail_first = _whole(params, "fail_first", 0)
+        except _BadQuery as exc:
+            await _respond(send, 400, f"{exc}\n".encode())
+            return
         if self.jitter:
             delay += random.uniform(0, self.jitter)
         if delay > 0:
@@ -93,18 +146,20 @@ class TestApp:
                 await asyncio.sleep(delay)
             elif await _client_left(receive, delay):
                 return
-        size = int(params.get("size", self.size))
-        status = int(params.get("status", 200))
-        if self.hits[key] <= int(params.get("fail_first", 0)):
+        if self.hits[key] <= fail_first:
             status = 503
         elif self.fail_rate and random.random() < self.fail_rate:
             status = 500
         if path == "/close":
             await send(_start(200, "application/octet-stream", size))
             # Returning with the body unfinished makes uvicorn drop the connection.
-            await send({"type": "http.response.body", "body": b"x" * (size // 2), "more_body": True})
+            await _body(send, size // 2, more=True)
             return
-        await _respond(send, status, b"" if status in (204, 304) else b"x" * size)
+        if status in (204, 304) or size <= CHUNK:
+            await _respond(send, status, b"" if status in (204, 304) else b"x" * size)
+            return
+        await send(_start(status, "text/plain", size))
+        await _body(send, size)
 
 
 async def _client_left(receive: Any, delay: float) -> bool:
@@ -123,6 +178,15 @@ async def _client_left(receive: Any, delay: float) -> bool:
 def _start(status: int, content_type: str, length: int) -> dict[str, Any]:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
     return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def _body(send: Any, size: int, more: bool = False) -> None:
+    """`size` bytes of "x" in pieces of at most CHUNK (a huge ?size= never builds one bytes)."""
+    piece = b"x" * min(size, CHUNK)
+    while size > CHUNK:
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        size -= CHUNK
+    await send({"type": "http.response.body", "body": piece[:size], "more_body": more})
 
 
 async def _respond(send: Any, status: int, body: bytes, content_type: str = "text/plain") -> None:
@@ -151,13 +215,50 @@ class RunningServer:
     url: str
 
 
-def _free_socket(host: str) -> socket.socket:
+def _free_socket(host: str, port: int = 0) -> socket.socket:
+    """A TCP socket bound to `host` (an IPv4 or IPv6 address, or a name) and `port` (0: any free)."""
     # proto must say TCP: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose
     # proto is IPPROTO_TCP, and with it on every answer waited 40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket listening on `host`:`port` (0: a free port); OSError if it cannot be had."""
+    sock = _free_socket(host, port)
+    try:
+        sock.listen(4096)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url(host: str, port: int) -> str:
+    """``http://host:port``, with an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling `ready()` once it has started (the app answers from then on)."""
+
+    def __init__(self, config: uvicorn.Config, ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self._ready is not None:
+            self._ready()
 
 
 @contextmanager
@@ -176,7 +277,7 @@ def running_server(
             if not thread.is_alive():
                 raise RuntimeError(f"the test server on {host}:{port} failed to start")
             threading.Event().wait(0.005)
-        yield RunningServer(app, f"http://{host}:{port}")
+        yield RunningServer(app, base_url(host, port))
     finally:
         server.should_exit = True
         thread.join(5)
@@ -223,14 +324,22 @@ def serve(
     size: int = 1024,
     log_level: str = "warning",
     fd: int | None = None,
+    sock: socket.socket | None = None,
     watch_disconnects: bool = True,
+    ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve a `TestApp` in the foreground until Ctrl-C (on the listening socket `fd` if given)."""
+    """Serve a `TestApp` in the foreground until Ctrl-C.
+
+    On the listening socket `sock` or file descriptor `fd` if given (see `bind`), else on
+    `host`:`port`; `ready()` is called once the server answers.
+    """
     app = TestApp(latency, jitter, fail_rate, size, watch_disconnects)
     # Not uvicorn's own `fd=`: it makes an AF_UNIX socket object of it, on which asyncio leaves
     # Nagle's algorithm on (see `_free_socket`). socket(fileno=) reads the real family and proto.
-    sockets = None if fd is None else [socket.socket(fileno=fd)]
-    uvicorn.Server(_config(app, host, port, log_level)).run(sockets=sockets)
+    if sock is None and fd is not None:
+        sock = socket.socket(fileno=fd)
+    sockets = None if sock is None else [sock]
+    _Server(_config(app, host, port, log_level), ready).run(sockets=sockets)
 
 
 def main(argv: list[str] | None = None) -> None:

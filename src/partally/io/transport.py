@@ -14,8 +14,11 @@ aiohttp's and urllib3's errors become httpx's, most specific first (see `_AIOHTT
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -139,8 +142,62 @@ _AIOHTTP_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
     (aiohttp.ClientPayloadError, httpx.ReadError),
     (aiohttp.ClientConnectionError, httpx.ReadError),
     (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    # Raised by aiohttp's parser for a bad status line, header or chunk (with status=400 of its
+    # own making): a protocol error, retried as urllib3's BadStatusLine is in threads mode.
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
     (aiohttp.ClientError, httpx.TransportError),
 ]
+
+
+class _DaemonLookups:
+    """getaddrinfo and getnameinfo as awaitables on daemon threads; anything else, the loop's.
+
+    aiohttp's ThreadedResolver looks names up with `loop.getaddrinfo`, on the loop's default
+    executor, whose threads the interpreter (and asyncio.run) wait for: Ctrl-C during a slow DNS
+    lookup waited for the lookup (19 s with a 20 s resolver). On a daemon thread, nothing waits.
+    """
+
+    async def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
+        return await _on_daemon_thread(socket.getaddrinfo, *args, **kwargs)
+
+    async def getnameinfo(self, *args: Any) -> Any:
+        return await _on_daemon_thread(socket.getnameinfo, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio.get_running_loop(), name)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled while the thread looked the name up
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+async def _on_daemon_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def run() -> None:
+        try:
+            outcome = (function(*args, **kwargs), None)
+        except Exception as exc:  # handed to the awaiting task, which maps it per URL
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+        except RuntimeError:  # the loop closed meanwhile (Ctrl-C): nobody is waiting
+            pass
+
+    threading.Thread(target=run, name="partally-dns", daemon=True).start()
+    return await future
+
+
+def _resolver() -> aiohttp.abc.AbstractResolver:
+    resolver = aiohttp.ThreadedResolver()
+    resolver._loop = _DaemonLookups()  # type: ignore[assignment]  # its only use of the loop
+    return resolver
 
 
 class _AsyncStream(httpx.AsyncByteStream):
@@ -180,6 +237,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             limit=self._limits.max_connections or 0,
             keepalive_timeout=self._limits.keepalive_expiry,
             ssl=ssl_context(),
+            resolver=_resolver(),
         )
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False

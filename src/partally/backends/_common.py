@@ -3,9 +3,10 @@ to run pieces on a pool lazily, a bounded number in flight."""
 
 from __future__ import annotations
 
+import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, CancelledError, Future, wait
+from concurrent.futures import BrokenExecutor, CancelledError, Future
 from typing import Any
 
 from partally._machine import cores
@@ -57,33 +58,40 @@ def run_bounded(
     of this call stays queued behind it. ``done``, when given, collects ``(piece, result)`` for each
     piece counted (a caller that must redo the rest after its pool was replaced knows what is left).
     """
+    # Completion comes by done-callbacks, not concurrent.futures.wait(): a future cancelled by the
+    # pool's shutdown(cancel_futures=True) never wakes wait()'s waiters, but runs its callbacks.
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
     pending: dict[Future, tuple[int, int]] = {}
     total = 0
     try:
-        for piece in pieces:
-            while len(pending) >= in_flight:
-                total += _collect(pending, done)
+        pieces = iter(pieces)
+        while True:
+            while len(pending) >= in_flight:  # a free slot first, then the next piece: a piece
+                total += _collect(finished, pending, done)  # is never drawn and then dropped
+            piece = next(pieces, None)
+            if piece is None:
+                break
             future = submit(piece)
             pending[future] = piece
+            future.add_done_callback(finished.put)
         while pending:
-            total += _collect(pending, done)
+            total += _collect(finished, pending, done)
         return total
     finally:
         for future in pending:
             future.cancel()
 
 
-def _collect(pending: dict[Future, tuple[int, int]], done: list | None) -> int:
-    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-    total = 0
-    for future in finished:
-        value = future.result()  # raises the task's error; the caller's finally cancels the rest
-        piece = pending.pop(future)
-        total += value
-        if done is not None:
-            done.append((piece, value))
-    return total
-
+def _collect(finished: queue.SimpleQueue, pending: dict[Future, tuple[int, int]], done: list | None) -> int:
+    """The result of the next future of this call to finish (0 for one already collected)."""
+    future = finished.get()
+    if future not in pending:
+        return 0
+    value = future.result()  # raises the task's error; the caller's finally cancels the rest
+    piece = pending.pop(future)
+    if done is not None:
+        done.append((piece, value))
+    return value
 
 
 class _PoolGone(Exception):

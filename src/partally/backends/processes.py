@@ -153,7 +153,11 @@ class ProcessesBackend(Backend):
     def _died(self, pool: ProcessPoolExecutor) -> str:
         """How the pool's dead worker ended, in words ('' if unknown)."""
         ends = []
-        for process in list(self._seen.values()):
+        processes = list(self._seen.values())
+        deadline = time.monotonic() + 1.0  # the pool's manager thread reaps them meanwhile
+        while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for process in processes:
             code = process.exitcode
             if code is not None and code < 0:
                 try:
@@ -162,7 +166,8 @@ class ProcessesBackend(Backend):
                     ends.append(f"killed by signal {-code}")
             elif code:
                 ends.append(f"exit code {code}")
-        return f" ({', '.join(sorted(set(ends)))})" if ends else ""
+        causes = set(ends) - {"killed by SIGTERM"} or set(ends)  # the pool SIGTERMs the others
+        return f" ({', '.join(sorted(causes))})" if causes else ""
 
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
         size = hi - lo

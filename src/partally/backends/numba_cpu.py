@@ -18,12 +18,14 @@ lets the KeyboardInterrupt through, and says "not installed" only when numba can
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from partally._errors import BackendUnavailable, WorkloadError
 from partally.backends._common import capped_workers, slices
@@ -81,6 +83,31 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _noting_ctrl_c() -> Iterator[list[bool]]:
+    """Note a Ctrl-C that arrives inside the block, even one that C code turns into an ImportError
+    (numpy's "PyCapsule_Import could not import module" drops the KeyboardInterrupt it met). Only
+    where Python's own SIGINT handler is in place, in the main thread; it still raises the
+    KeyboardInterrupt as that handler does."""
+    noted: list[bool] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield noted
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _import_failure(exc: ImportError) -> str:
     """Why numba cannot be imported, in words: "not installed" only when it cannot be found."""
     try:
@@ -116,9 +143,10 @@ class NumbaBackend(Backend):
         verdict), and no verdict is kept: each call looks again."""
         global _import_interrupted
         try:
-            import numba  # noqa: F401
+            with _noting_ctrl_c() as ctrl_c:
+                import numba  # noqa: F401
         except ImportError as exc:
-            if _interrupted(exc):
+            if ctrl_c or _interrupted(exc):
                 _import_interrupted = True
                 raise KeyboardInterrupt from exc
             return _import_failure(exc)

@@ -145,7 +145,8 @@ class ProcessesBackend(Backend):
         def submit(pool: ProcessPoolExecutor, piece: tuple[int, int]):
             with _main_script_hidden():  # workers start on submit
                 future = pool.submit(_count_task, workload, piece[0], piece[1], seed)
-            self._seen.update(pool._processes or {})  # noqa: SLF001 - to say how one died
+            with contextlib.suppress(RuntimeError):  # changed size meanwhile: seen next time
+                self._seen.update(pool._processes or {})  # noqa: SLF001 - to say how one died
             return future
 
         return submit

@@ -44,9 +44,14 @@ def call_cost(backend: str, repeat: int = 2000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--only", choices=("pi", "primes"),
+                        help="only this workload's numba and native rows (no python, pool, import)")
+    args = parser.parse_args()
+    repeat = args.repeat
     rows = []
     for workload, n in (("pi", 10**9), ("primes", 10**8)):
+        if args.only and workload != args.only:
+            continue
         one = timed(n, "numba", workload, 1, repeat)
         two = timed(n, "numba", workload, 2, repeat)
         native = timed(n, "native", workload, 2, repeat)
@@ -55,6 +60,10 @@ def main() -> None:
         rows.append(f"native vs numba {workload} n={n:.0e}, 2 workers: native {native:.3f} s, "
                     f"numba {two:.3f} s, ratio {max(native, two) / min(native, two):.2f} "
                     f"(target <= 1.15)")
+    if args.only:
+        print(f"partally from {partally.__file__}")
+        print("\n".join(rows))
+        return
     python = timed(5 * 10**6, "python", "pi", 1, max(1, repeat // 2))
     processes = timed(5 * 10**6, "processes", "pi", 2, max(1, repeat // 2))
     rows.append(f"pi n=5e6: python {python:.2f} s, processes(2) {processes:.2f} s, "

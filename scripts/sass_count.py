@@ -14,6 +14,9 @@ Compiles kernels/counting.cu (of the working tree, or of --rev, e.g. ``--rev HEA
   predicated Montgomery multiply) and the squaring loop;
 - ``count``: no loop (the trip count is computed).
 
+With --numba-cuda, also the numba-cuda kernels of the importable partally (numba-cuda makes the PTX
+for sm_90, ptxas the SASS): their size, subroutine calls and loops.
+
 Needs nvcc and cuobjdump (with nvdisasm). Where they are not on PATH, the ``nvidia-cuda-cuobjdump``
 and ``nvidia-cuda-nvdisasm`` wheels provide them: ``pip install nvidia-cuda-cuobjdump
 nvidia-cuda-nvdisasm`` (found under ``site-packages/nvidia/cu13/bin``), or set CUOBJDUMP.
@@ -139,11 +142,49 @@ def count_primes(code) -> dict:
     return {"trial_division": trial, "miller_rabin_loops": mr}
 
 
+_NUMBA_PTX = """
+import sys, types as pytypes
+import numba.cuda.dispatcher as dispatcher
+from numba import cuda, types
+# No GPU here: compile for sm_90 instead of the current device.
+dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
+from partally.backends import _numba_cuda_kernels as k
+sig = (types.uint64, types.uint64, types.uint64, types.uint64[::1])
+for name in ("pi", "primes"):
+    ptx, _ = cuda.compile_ptx(k.KERNELS[name].py_func, sig, cc=(9, 0))
+    open(f"{sys.argv[1]}/{name}.ptx", "w").write(ptx)
+"""
+
+
+def numba_cuda_counts(work: Path) -> None:
+    """The numba-cuda kernels of the importable partally: PTX by numba-cuda, SASS by ptxas."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    subprocess.run([sys.executable, "-c", _NUMBA_PTX, str(work)], check=True, env=env)
+    ptxas = str(Path(find_tool("nvcc")).with_name("ptxas"))
+    cuobjdump = find_tool("cuobjdump")
+    env["PATH"] = f"{Path(cuobjdump).parent}{os.pathsep}{env.get('PATH', '')}"
+    for name in ("pi", "primes"):
+        cubin = work / f"{name}.cubin"
+        subprocess.run([ptxas, "-arch=sm_90", "-O3", "-o", str(cubin), str(work / f"{name}.ptx")],
+                       check=True)
+        sass = subprocess.run([cuobjdump, "-sass", str(cubin)], check=True, capture_output=True,
+                              text=True, env=env).stdout
+        code = [(int(m.group(1), 16), m.group(2)) for m in LINE.finditer(sass)]
+        calls = sum("CALL" in text for _, text in code)
+        print(f"numba-cuda {name}_kernel: {len(code)} instructions, {calls} subroutine call(s)")
+        for start, end, size in loops(code):
+            inner = body(code, start, end)
+            note = f", {sum('CALL' in t for t in inner)} call(s)" if any("CALL" in t for t in inner) else ""
+            print(f"  loop {start:#06x}-{end:#06x}: {size} instructions{note}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", help="count the kernels of this git revision")
     parser.add_argument("--arch", default="90", help="SASS architecture (default 90: H100)")
     parser.add_argument("--dump", action="store_true", help="print the SASS of each kernel too")
+    parser.add_argument("--numba-cuda", action="store_true",
+                        help="also count the numba-cuda kernels of the importable partally")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         functions = disassemble(sources(args.rev, Path(tmp)), args.arch, Path(tmp))
@@ -167,6 +208,9 @@ def main() -> int:
     for start, end, size in primes["miller_rabin_loops"]:
         print(f"partally_primes: Miller-Rabin loop {start:#06x}-{end:#06x}: {size} instructions "
               "per trip")
+    if args.numba_cuda:
+        with tempfile.TemporaryDirectory() as tmp:
+            numba_cuda_counts(Path(tmp))
     count_loops = loops(functions["partally_count"])
     print(f"partally_count: {len(count_loops)} loop(s) outside the block reduction"
           if count_loops else "partally_count: no loop")

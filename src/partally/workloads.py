@@ -58,7 +58,13 @@ def make_is_prime(u64: Callable[[int], int], jit: Callable = _as_is) -> Callable
     # Python ints keep `%`, one operation there. Below 64, a bit mask of the primes answers.
     by_inverse = u64 is not int
     odd = tuple(u64(p) for p in _SMALL_PRIMES[1:])
-    trial = tuple((u64(pow(p, -1, 2**32)), u64((2**32 - 1) // p)) for p in _SMALL_PRIMES[1:])
+    inverses = [pow(p, -1, 2**32) for p in _SMALL_PRIMES[1:]]
+    limits = [(2**32 - 1) // p for p in _SMALL_PRIMES[1:]]
+    if by_inverse:  # constant arrays: a loop over a tuple compiles to a switch on the index
+        import numpy as np
+
+        inverses = np.array(inverses, dtype=np.uint64)
+        limits = np.array(limits, dtype=np.uint64)
     below_64 = u64(sum(1 << p for p in _SMALL_PRIMES))
     s64 = u64(64)
     trial_limit = u64(67 * 67)
@@ -81,8 +87,8 @@ def make_is_prime(u64: Callable[[int], int], jit: Callable = _as_is) -> Callable
         if (i & one) == zero:
             return zero
         if by_inverse:
-            for inv, limit in trial:
-                if (i * inv) & mask32 <= limit:
+            for k in range(len(inverses)):
+                if (i * inverses[k]) & mask32 <= limits[k]:
                     return zero
         else:
             for p in odd:

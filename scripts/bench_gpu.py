@@ -274,6 +274,29 @@ def summary(results: dict) -> list[str]:
             f"{_ms(cpu_times.get('numba')):9} | {_ms(cpu_times.get('native')):9} | "
             f"{ratio:>15} | {choice.get('backend', '-')} {_mark(choice.get('ok'))}"
         )
+    first = results.get("first_call", {})
+
+    def first_line(label: str, key: str, parts: tuple[tuple[str, str], ...]) -> None:
+        r = first.get(key)
+        if not r:
+            return
+        if "error" in r:
+            rows.append(f"first call, {label}: {r['error'][:90]}")
+            return
+        words = ", ".join(f"{word} {_ms(r.get(field))}" for word, field in parts if field in r)
+        ok = "" if r.get("count_ok") else " (COUNT WRONG)"
+        rows.append(f"first call, {label}: {words}{ok}")
+
+    cuda_parts = (("context", "context_s"), ("module load", "module_load_s"),
+                  ("first compute(1e6)", "first_compute_s"), ("second", "second_compute_s"))
+    first_line(f"cuda ({first.get('cuda_fatbin', {}).get('source', '?')})", "cuda_fatbin",
+               cuda_parts)
+    first_line("cuda (NVRTC, cold cache)", "cuda_nvrtc_cold", cuda_parts)
+    first_line("cuda (NVRTC, cached)", "cuda_nvrtc_cached", cuda_parts)
+    numba_parts = (("context", "context_s"), ("first compute(1e6) incl. JIT", "first_compute_s"),
+                   ("second", "second_compute_s"), ("first primes", "first_primes_compute_s"))
+    first_line("numba-cuda (cold cache)", "numba_cuda_cold", numba_parts)
+    first_line("numba-cuda (disk cache)", "numba_cuda_cached", numba_parts)
     rows.append("goals (cuda on an H100):")
     for line in results["goals"]:
         rows.append(f"  {line}")

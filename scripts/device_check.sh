@@ -121,10 +121,12 @@ if [[ ${PARTALLY_CHECK_SKIP_BUILD:-0} == 1 ]]; then
     STEPS+=("build|skipped (PARTALLY_CHECK_SKIP_BUILD=1)|0")
 else
     PKG=$WORK/partally
-    isolation=--no-build-isolation
-    "$PY" -c "import scikit_build_core, nanobind" 2>/dev/null || isolation=""  # here: fetch them
-    if run_step build 300 "$PY" -m pip install $isolation --no-deps --no-cache-dir --upgrade \
-            --target "$PKG" "$ROOT"; then
+    # No registry there: build with the installed scikit-build-core and nanobind, no index.
+    # (Where they are missing, as in a bare virtual environment, pip fetches them: isolation.)
+    isolation=(--no-build-isolation --no-index)
+    "$PY" -c "import scikit_build_core, nanobind" 2>/dev/null || isolation=()
+    if run_step build 300 "$PY" -m pip install ${isolation[@]+"${isolation[@]}"} --no-deps --no-cache-dir \
+            --upgrade --target "$PKG" "$ROOT"; then
         export PYTHONPATH=$PKG${PYTHONPATH:+:$PYTHONPATH}
     fi
 fi
@@ -186,7 +188,7 @@ if [[ $DEVICE == ok ]]; then
         "'$PY' -m partally calibrate --workload pi && '$PY' -m partally calibrate --workload primes"
     quick=()
     [[ ${PARTALLY_CHECK_QUICK:-0} == 1 ]] && quick=(--quick)
-    run_step bench 300 "$PY" scripts/bench_gpu.py --repeat 5 "${quick[@]}" \
+    run_step bench 300 "$PY" scripts/bench_gpu.py --repeat 5 ${quick[@]+"${quick[@]}"} \
         --json "$OUT/bench_gpu.json" --summary "$OUT/summary.txt"
 else
     STEPS+=("calibrate|skipped (no device)|0" "bench|skipped (no device)|0")

@@ -97,6 +97,11 @@ def test_bench_table_judges_the_goals():
         }},
         "auto": {"pi 1e+08": {"backend": "cuda"}, "pi 1e+10": {"backend": "cuda"},
                  "primes 1e+09": {"backend": "cuda"}},
+        "first_call": {
+            "cuda_fatbin": {"source": "fatbin", "context_s": 0.2, "module_load_s": 0.002,
+                            "first_compute_s": 0.01, "second_compute_s": 1e-4, "count_ok": True},
+            "cuda_nvrtc_cold": {"error": "CompileException: nvrtc: error"},
+        },
     }
     table = "\n".join(bench.render(results))
     assert "✓ pi at 1e10: kernel 15 ms" in table
@@ -104,6 +109,8 @@ def test_bench_table_judges_the_goals():
     assert "✓ warm compute(n, 'cuda') above its kernel: 60 µs" in table
     assert "✗ auto never picks a GPU where a CPU backend is faster: wrong at pi 1e+08" in table
     assert re.search(r"primes  1e\+09 .* 10\.0x \| cuda ✓", table), table
+    assert "first call, cuda (fatbin): context 200 ms, module load 2 ms" in table
+    assert "first call, cuda (NVRTC, cold cache): CompileException" in table
 
 
 def test_bench_without_a_device_says_so(tmp_path):

@@ -41,6 +41,31 @@ PARTALLY_HD uint64_t pi_radius2(uint64_t z) {
     return x * x + y * y;
 }
 
+// 1 when the point of state z misses the quarter circle (radius2 >= 2**62: bit 62 of a sum below
+// 2**63), else 0.
+#if defined(PARTALLY_WARP)
+// The GPU's version, in 32-bit halves as a GPU computes anyway: a 64-bit multiply by a constant is
+// written as three instructions (nvcc made four), and only the high word of radius2 is used.
+PARTALLY_HD uint32_t pi_miss(uint64_t z) {
+    uint32_t lo = (uint32_t)z, hi = (uint32_t)(z >> 32);
+    lo ^= (lo >> 30) | (hi << 2);  // z ^= z >> 30
+    hi ^= hi >> 30;
+    uint64_t p = (uint64_t)lo * 0x1CE4E5B9u;  // z *= 0xBF58476D1CE4E5B9
+    hi = (uint32_t)(p >> 32) + lo * 0xBF58476Du + hi * 0x1CE4E5B9u;
+    lo = (uint32_t)p;
+    lo ^= (lo >> 27) | (hi << 5);  // z ^= z >> 27
+    hi ^= hi >> 27;
+    p = (uint64_t)lo * 0x133111EBu;  // z *= 0x94D049BB133111EB
+    hi = (uint32_t)(p >> 32) + lo * 0x94D049BBu + hi * 0x133111EBu;
+    lo = (uint32_t)p;
+    const uint32_t x = (lo ^ ((lo >> 31) | (hi << 1))) & 0x7FFFFFFFu;  // z ^= z >> 31, low 31 bits
+    const uint32_t y = (hi ^ (hi >> 31)) & 0x7FFFFFFFu;                // bits 32..62
+    return (uint32_t)(((uint64_t)x * x + (uint64_t)y * y) >> 62);
+}
+#else
+PARTALLY_HD uint32_t pi_miss(uint64_t z) { return (uint32_t)(pi_radius2(z) >> 62); }
+#endif
+
 PARTALLY_HD uint64_t pi_hit(uint64_t i, uint64_t seed) {
     return pi_radius2(pi_state(i, seed)) < (1ull << 62);
 }
@@ -161,7 +186,7 @@ PARTALLY_HD uint64_t pi_strided(uint64_t first, uint64_t hi, uint64_t stride, ui
         left -= run;
         uint32_t m = 0;
         for (uint32_t t = 0; t < run; ++t) {
-            m += (uint32_t)(pi_radius2(z) >> 62);
+            m += pi_miss(z);
             z += step;
         }
         misses += m;

@@ -401,6 +401,7 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=1, default=str))
 
+    save()  # a run cut short still leaves the device and versions
     log(f"{results['device']}; {results['versions']}")
     live = [name for name in names if reasons[name] is None]
     for name in names:

@@ -2,7 +2,8 @@
 // The per-element predicates are the C++ CPU kernels' own (elements.hpp).
 //
 // Every kernel counts the i in [lo, hi) that satisfy its workload and adds the count to *out:
-//   - a grid-stride loop with a 64-bit index (hi may be up to 2**63) and a 64-bit count per thread;
+//   - a grid-stride loop with a 64-bit index (hi may be up to 2**63) and a 64-bit count per thread
+//     (the per-thread loops are in elements.hpp, where a host build checks them);
 //   - a per-block reduction: warp shuffle, then one shared-memory slot per warp, then warp 0;
 //   - one atomicAdd per block into the 64-bit total.
 // blockDim.x must be a multiple of 32 (full warps, for the shuffles) and at most 1024.
@@ -58,17 +59,11 @@ extern "C" __global__ void partally_count(uint64_t lo, uint64_t hi, uint64_t see
 extern "C" __global__ void partally_primes(uint64_t lo, uint64_t hi, uint64_t seed,
                                            unsigned long long *out) {
     (void)seed;
-    uint64_t mine = 0;
-    const uint64_t stride = grid_stride();
-    for (uint64_t i = first_index(lo); i < hi; i += stride) mine += partally::is_prime(i);
-    block_add(mine, out);
+    block_add(partally::primes_strided(first_index(lo), hi, grid_stride()), out);
 }
 
-// splitmix64's point for index i falls inside the quarter circle.
+// splitmix64's point for index i falls inside the quarter circle (the loop: pi_strided).
 extern "C" __global__ void partally_pi(uint64_t lo, uint64_t hi, uint64_t seed,
                                        unsigned long long *out) {
-    uint64_t mine = 0;
-    const uint64_t stride = grid_stride();
-    for (uint64_t i = first_index(lo); i < hi; i += stride) mine += partally::pi_hit(i, seed);
-    block_add(mine, out);
+    block_add(partally::pi_strided(first_index(lo), hi, grid_stride(), seed), out);
 }

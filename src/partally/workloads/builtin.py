@@ -49,7 +49,20 @@ def make_is_prime(u64: Callable[[int], int], jit: Callable = as_is) -> Callable[
     ``jit`` compiles the helper it calls (``numba.njit`` for Numba).
     """
     zero, one, two = u64(0), u64(1), u64(2)
-    small = tuple(u64(p) for p in _SMALL_PRIMES)
+    # Trial division in 32 bits (i < 2**32): compiled (Numba), odd p divides i iff
+    # i * p**-1 mod 2**32 <= (2**32 - 1) // p, a multiply and a compare instead of a 64-bit divide;
+    # Python ints keep `%`, one operation there. Below 64, a bit mask of the primes answers.
+    by_inverse = u64 is not int
+    odd = tuple(u64(p) for p in _SMALL_PRIMES[1:])
+    inverses = [pow(p, -1, 2**32) for p in _SMALL_PRIMES[1:]]
+    limits = [(2**32 - 1) // p for p in _SMALL_PRIMES[1:]]
+    if by_inverse:  # constant arrays: a loop over a tuple compiles to a switch on the index
+        import numpy as np
+
+        inverses = np.array(inverses, dtype=np.uint64)
+        limits = np.array(limits, dtype=np.uint64)
+    below_64 = u64(sum(1 << p for p in _SMALL_PRIMES))
+    s64 = u64(64)
     trial_limit = u64(67 * 67)
     mask32 = u64(2**32 - 1)
     mask64 = u64(2**64 - 1)
@@ -65,11 +78,18 @@ def make_is_prime(u64: Callable[[int], int], jit: Callable = as_is) -> Callable[
         return t_hi - qn_hi if t_hi >= qn_hi else t_hi + n - qn_hi
 
     def is_prime(i, seed):
-        if i < two:
+        if i < s64:
+            return (below_64 >> i) & one
+        if (i & one) == zero:
             return zero
-        for p in small:
-            if i % p == zero:
-                return one if i == p else zero
+        if by_inverse:
+            for k in range(len(inverses)):
+                if (i * inverses[k]) & mask32 <= limits[k]:
+                    return zero
+        else:
+            for p in odd:
+                if i % p == zero:
+                    return zero
         if i < trial_limit:
             return one
         n = i

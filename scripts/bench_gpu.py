@@ -39,6 +39,8 @@ import numpy as np
 
 import partally
 from partally.backends import _gpu, get
+from partally.backends._common import slices
+from partally.workloads import BUILTINS
 
 CASES = (("pi", 10**8), ("pi", 10**9), ("pi", 10**10),
          ("primes", 10**7), ("primes", 10**8), ("primes", 10**9))
@@ -68,12 +70,13 @@ def cupy_kernel_seconds(workload: str, n: int) -> tuple[float, int]:
 
     from partally.backends import cuda
 
-    kernel = cuda.module()[0].get_function(cuda.KERNELS[workload])
+    chosen = BUILTINS[workload]
+    kernel = cuda.module()[0].get_function(chosen.cuda_kernel)
     grid = (_gpu.default_blocks(),)
     out = cupy.zeros(1, dtype=cupy.uint64)
     start, end = cupy.cuda.Event(), cupy.cuda.Event()
     total_ms = 0.0
-    for a, b in _gpu.slices(workload, 0, n):
+    for a, b in slices(0, n, chosen.gpu_slice):
         start.record()
         kernel(grid, (_gpu.THREADS,), (np.uint64(a), np.uint64(b), np.uint64(0), out))
         end.record()
@@ -86,14 +89,13 @@ def numba_kernel_seconds(workload: str, n: int) -> tuple[float, int]:
     """One call's launches of the numba-cuda backend's kernel, timed with numba-cuda events."""
     from numba import cuda
 
-    from partally.backends import numba_cuda
-
-    kernels = numba_cuda._kernels()  # noqa: SLF001 - the compiled kernels themselves
-    kernel = kernels.KERNELS[workload][_gpu.default_blocks(), _gpu.THREADS]
+    chosen = BUILTINS[workload]
+    compiled, _ = get("numba-cuda").kernel(chosen)  # the compiled kernel itself
+    kernel = compiled[_gpu.default_blocks(), _gpu.THREADS]
     out = cuda.to_device(np.zeros(1, dtype=np.uint64))
     start, end = cuda.event(timing=True), cuda.event(timing=True)
     total_ms = 0.0
-    for a, b in _gpu.slices(workload, 0, n):
+    for a, b in slices(0, n, chosen.gpu_slice):
         start.record()
         kernel(np.uint64(a), np.uint64(b), np.uint64(0), out)
         end.record()

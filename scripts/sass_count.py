@@ -149,9 +149,10 @@ from numba import cuda, types
 # No GPU here: compile for sm_90 instead of the current device.
 dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
 from partally.backends import _numba_cuda_kernels as k
+from partally.workloads import BUILTINS
 sig = (types.uint64, types.uint64, types.uint64, types.uint64[::1])
 for name in ("pi", "primes"):
-    ptx, _ = cuda.compile_ptx(k.KERNELS[name].py_func, sig, cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(k.kernel(BUILTINS[name])[0].py_func, sig, cc=(9, 0))
     open(f"{sys.argv[1]}/{name}.ptx", "w").write(ptx)
 """
 

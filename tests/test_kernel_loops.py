@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from partally.workloads import count_range
+from reference import count_range
 
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 

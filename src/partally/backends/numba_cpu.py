@@ -47,22 +47,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _fork_safe_layer() -> bool:
+    """Whether Numba's threading layer in use survives fork (tbb, workqueue, Intel OpenMP)."""
+    try:
+        import numba
+
+        if numba.threading_layer() != "omp":
+            return True  # tbb and workqueue survive fork
+        from numba.np.ufunc import omppool
+
+        return getattr(omppool, "openmp_vendor", "GNU") != "GNU"  # Intel OpenMP survives fork
+    except Exception:  # noqa: BLE001 - unknown: refuse rather than be killed
+        return False
+
+
 def _fork_refusal() -> str | None:
     """Why Numba's parallel kernels cannot run in this forked process, or None. Never raises."""
     if not _forked_after_launch:
         return None
-    try:
-        import numba
-
-        layer = numba.threading_layer()
-        if layer != "omp":
-            return None  # tbb and workqueue survive fork
-        from numba.np.ufunc import omppool
-
-        if getattr(omppool, "openmp_vendor", "GNU") != "GNU":
-            return None  # Intel OpenMP survives fork
-    except Exception:  # noqa: BLE001 - unknown: refuse rather than be killed
-        pass
+    if _fork_safe_layer():
+        return None
     return (
         "this process was forked (os.fork) after Numba's GNU OpenMP threads had started in its "
         "parent, and they do not survive fork (libgomp would kill this process); start workers "

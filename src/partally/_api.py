@@ -48,7 +48,12 @@ def compute(
     pseudo-random point falls in the quarter circle; ``seed`` picks the points), or your own
     function ``f(i, seed)`` (plain or made with ``@partally.workload``). ``backend="auto"``
     picks the fastest available backend for this n here; a named backend that cannot run here
-    raises ``BackendUnavailable`` with the reason. ``workers`` defaults to every core.
+    raises ``BackendUnavailable`` with the reason.
+
+    ``workers`` defaults to every core; on the CPU backends (threads, processes, numba) a larger
+    value is capped to the cores this process may use, since more would only wait. It limits how
+    many of this call's pieces run at once on a pool shared by all calls, so calls from several
+    threads, with different ``workers``, each get their exact count.
     """
     chosen = _validate.workload(workload)
     n = _validate.size(n, chosen)

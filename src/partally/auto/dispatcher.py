@@ -19,7 +19,9 @@ backends start up is remembered per (workload, n), so a repeated call costs one 
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +69,12 @@ class Explanation:
         return text
 
 
+def _call_if_alive(method: weakref.WeakMethod) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
 class Dispatcher:
     """The chooser behind ``backend="auto"``: its settings, calibration cache, models and memo.
 
@@ -89,6 +97,15 @@ class Dispatcher:
         self._sent: set[str] = set()  # backends this dispatcher has chosen (about to start)
         self._startups: dict[str, float] = {}  # one-time starts measured in this process
         self._memo: dict[tuple[Workload, int], str] = {}
+        if hasattr(os, "register_at_fork"):  # a forked child asks the backends again
+            forget = weakref.WeakMethod(self._forget_backends)
+            os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
+
+    def _forget_backends(self) -> None:
+        self._lock = threading.RLock()
+        self._available.clear()
+        self._sent.clear()
+        self._memo.clear()
 
     @property
     def cache(self) -> CalibrationCache:

@@ -4,6 +4,7 @@ to run pieces on a pool lazily, a bounded number in flight."""
 from __future__ import annotations
 
 import queue
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, CancelledError, Future
@@ -36,6 +37,23 @@ def slices(lo: int, hi: int, step: int) -> Iterator[tuple[int, int]]:
     Python gets control back, and sees Ctrl-C, between them)."""
     for start in range(lo, hi, step):
         yield start, min(hi, start + step)
+
+
+def paced_slices(
+    lo: int, hi: int, first: int, target_s: float = 0.1, most: int = 2**40
+) -> Iterator[tuple[int, int]]:
+    """[lo, hi) in consecutive slices, each sized from how long the caller took on the last one,
+    so that each takes about ``target_s``: Python gets control back (and sees Ctrl-C) that often,
+    and a fast predicate is not called in slices so short that the per-call cost shows."""
+    step, start = max(1, first), lo
+    while start < hi:
+        end = min(hi, start + step)
+        began = time.perf_counter()
+        yield start, end
+        took = time.perf_counter() - began
+        growth = 4.0 if took <= 0 else min(4.0, target_s / took)  # grow gently, shrink at once
+        step = max(1, min(most, int((end - start) * growth)))
+        start = end
 
 
 def capped_workers(workers: int, limit: int | None = None) -> int:

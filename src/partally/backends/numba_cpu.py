@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from partally._errors import BackendUnavailable, WorkloadError
-from partally.backends._common import capped_workers, slices
+from partally.backends._common import capped_workers, paced_slices
 from partally.backends.base import Backend
 from partally.workloads import Workload
 
@@ -201,7 +201,7 @@ class NumbaBackend(Backend):
         numba.set_num_threads(workers)
         seed = index_type(workload.compiled_seed(seed))
         total = 0
-        for a, b in slices(lo, hi, workload.cpu_slice):
+        for a, b in paced_slices(lo, hi, workload.cpu_slice):
             chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
             try:
                 total += int(kernel(a, b, seed, chunks))

@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad arguments)."""
     from partally._errors import BackendUnavailable
 
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return args.func(args)
     except (TypeError, ValueError, BackendUnavailable) as exc:
         return error(args.command, str(exc))

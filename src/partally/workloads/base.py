@@ -37,7 +37,7 @@ class Workload:
     limit: int = INDEX_LIMIT  # the largest n it is exact for
     known: Mapping[int, int] = field(default_factory=dict)  # n -> count over [0, n), seed 0
     folds: bool = False  # an optimising compiler turns its loop into `hi - lo`
-    cpu_slice: int = 2**22  # elements per compiled CPU call: Ctrl-C is seen between calls
+    cpu_slice: int = 2**22  # elements per compiled CPU call (numba's first): Ctrl-C between calls
     gpu_slice: int = 2**28  # elements per kernel launch
     task_min: int = 2**17  # shortest range worth a Ray task (~10 ms of one core)
     python_cost_s: float = 4e-6  # a generous pure-Python cost per element

@@ -118,6 +118,7 @@ def make(function: Callable, name: str | None = None) -> Workload:
         description=(inspect.getdoc(function) or "").split("\n", 1)[0] or f"{name}(i, seed)",
         element=_element(function),
         unsigned=False,
+        cpu_slice=2**16,  # the first slice: the numba backend sizes the next ones by time
         cache_key=f"{name}@{digest(function)}",
         calibration_s=USER_CALIBRATION_S,
         function=function,

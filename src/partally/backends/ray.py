@@ -254,7 +254,10 @@ def _cluster_cpus(ray: Any) -> int:
 
 @functools.cache
 def _remote(ray: Any) -> tuple[Any, Any]:
-    options = {"num_cpus": 1, "max_retries": _MAX_RETRIES, "retry_exceptions": False}
+    # SPREAD: Ray's default packs tasks onto the driver's node while its lease queue drains, and
+    # then and again left a second node idle for a whole count; chunks want every node.
+    options = {"num_cpus": 1, "max_retries": _MAX_RETRIES, "retry_exceptions": False,
+               "scheduling_strategy": "SPREAD"}
     return ray.remote(**options)(_count_chunk), ray.remote(num_cpus=1)(_worker_info)
 
 

@@ -225,7 +225,8 @@ def test_a_node_lost_mid_run_is_retried_and_the_count_stays_exact(two_nodes):
         driver.kill()
     assert driver.returncode == 0, stderr[-3000:]
     assert _counted(stdout) == PI_3E9_SEED_3
-    assert time.monotonic() - killed < 30
+    # typically 2-3 s here; Ray's health checks bound how long a lost node can hold a retry
+    assert time.monotonic() - killed < 45
     assert second.raylet_pid() is None  # the node is really gone
 
 
@@ -261,4 +262,4 @@ def test_the_head_lost_mid_run_fails_clearly_and_soon():
     assert doomed.pids() == []
     assert driver.returncode == 0, stderr[-3000:]
     assert stdout.startswith(f"error: lost the Ray cluster at {doomed.address} mid-run"), stdout
-    assert elapsed < 30
+    assert elapsed < 30  # partally gives up after _HEAD_LOST_S (10 s) of silence: ~16 s here

@@ -84,7 +84,7 @@ def device() -> str:
             return where  # started on first use
         if address.startswith("ray://"):
             return f"{where} (Ray Client; not connected yet)"
-        return f"{where}: {_size(_alive_cpus(address))}"
+        return f"{where}: {_size(_ask_within(_alive_cpus, address, 2 * _CONNECT_TIMEOUT_S))}"
     except Exception as exc:  # noqa: BLE001 - a description, never an error
         why = _root_cause(exc)
         why = why if len(why) <= 160 else why[:157] + "..."
@@ -94,6 +94,27 @@ def device() -> str:
 def _size(cpus_per_node: list[float]) -> str:
     nodes, cpus = len(cpus_per_node), int(sum(cpus_per_node))
     return f"{nodes} node{'s' * (nodes != 1)}, {cpus} CPU{'s' * (cpus != 1)}"
+
+
+def _ask_within(function: Any, argument: str, seconds: float) -> Any:
+    """``function(argument)``, or TimeoutError after ``seconds`` (Ray's GCS client, given a
+    server that answers but is not a Ray head, retries for ~40 s): on a daemon thread."""
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            answer["value"] = function(argument)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            answer["error"] = exc
+
+    thread = threading.Thread(target=ask, name="partally-ray-device", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if "error" in answer:
+        raise answer["error"]
+    if "value" not in answer:
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return answer["value"]
 
 
 def _alive_cpus(address: str) -> list[float]:

@@ -26,15 +26,18 @@ from pathlib import Path
 RAY_CLI = Path(sys.executable).with_name("ray")  # the `ray` of the Python running the tests
 OBJECT_STORE_BYTES = 100 * 2**20  # Ray's default is 30% of memory: this machine is shared
 
-# One driver that waits until the cluster has `want` alive nodes, then prints them as JSON.
+# One driver that waits until the cluster has `want` alive nodes, none of them one of `gone` (the
+# GCS calls a killed node alive until it misses enough heartbeats), then prints them as JSON.
 _WAIT_FOR_NODES = """
 import json, logging, sys, time
 import ray
 address, want, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+gone = set(json.loads(sys.argv[4]))
 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
 while True:
     alive = [node for node in ray.nodes() if node["Alive"]]
-    if len(alive) == want or time.monotonic() > deadline:
+    sockets = {node["RayletSocketName"] for node in alive}
+    if (len(alive) == want and not sockets & gone) or time.monotonic() > deadline:
         break
     time.sleep(0.2)
 print(json.dumps([{"id": n["NodeID"], "cpus": n["Resources"].get("CPU", 0),
@@ -84,6 +87,7 @@ class Node:
     def __init__(self, process: subprocess.Popen, log: Path, head: bool) -> None:
         self.process, self.log, self.head = process, log, head
         self.sid = process.pid  # start_new_session: the session is led by `ray start` itself
+        self.socket: str | None = None  # its raylet's socket: how the GCS's node table names it
 
     def pids(self) -> list[int]:
         return session_pids(self.sid)
@@ -92,6 +96,13 @@ class Node:
         for pid in self.pids():
             if cmdline(pid).split(" ", 1)[0].endswith("/raylet"):
                 return pid
+        return None
+
+    def raylet_socket(self) -> str | None:
+        pid = self.raylet_pid()
+        for arg in cmdline(pid).split() if pid else []:
+            if arg.startswith("--raylet_socket_name="):
+                return arg.split("=", 1)[1]
         return None
 
     def running(self, title: str) -> list[int]:
@@ -202,21 +213,26 @@ class LocalCluster:
     def add_node(self) -> Node:
         return self._start([f"--address={self.address}"], head=False)
 
-    def wait_for_nodes(self, count: int, timeout: float) -> list[dict]:
-        """The alive nodes, once there are ``count`` of them; RuntimeError after ``timeout``."""
+    def wait_for_nodes(self, count: int, timeout: float, gone: list[Node] = ()) -> list[dict]:
+        """The alive nodes, once there are ``count`` of them and the GCS no longer calls any of
+        ``gone`` alive; RuntimeError after ``timeout``."""
         timeout = max(timeout, 5.0)
+        dead = json.dumps([node.socket for node in gone if node.socket])
         done = subprocess.run(
-            [sys.executable, "-c", _WAIT_FOR_NODES, self.address, str(count), str(timeout)],
+            [sys.executable, "-c", _WAIT_FOR_NODES, self.address, str(count), str(timeout), dead],
             capture_output=True, text=True, timeout=timeout + 60, env=self.env(),
         )
         alive = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else []
-        if len(alive) != count:
-            logs = "\n".join(f"--- node {k}:\n{node.log_tail()}" for k, node in enumerate(self.nodes))
-            raise RuntimeError(
-                f"{len(alive)} of {count} Ray nodes alive after {timeout:.0f} s\n"
-                f"{done.stderr[-2000:]}\n{logs}"
-            )
-        return alive
+        sockets = {node["raylet_socket"] for node in alive}
+        if len(alive) == count and not sockets & set(json.loads(dead)):
+            for node in self.nodes:
+                node.socket = node.socket or node.raylet_socket()
+            return alive
+        logs = "\n".join(f"--- node {k}:\n{node.log_tail()}" for k, node in enumerate(self.nodes))
+        raise RuntimeError(
+            f"{len(alive)} Ray nodes alive after {timeout:.0f} s, not {count} without the lost "
+            f"ones\n{done.stderr[-2000:]}\n{logs}"
+        )
 
     # --- stopping ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Measure the ``ray`` backend on this machine: a warm local Ray, a cluster (a benchmark, not a test).
+"""Measure the ``ray`` backend: a warm local Ray, or a cluster (a benchmark, not a test).
 
     flock /tmp/partally-bench.lock python scripts/bench_ray.py [--n 1e9] [--repeat 3]
     RAY_ADDRESS=HEAD:6379 python scripts/bench_ray.py          # a cluster that is already running

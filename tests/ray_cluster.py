@@ -184,7 +184,7 @@ class LocalCluster:
         return node
 
     def start(self, nodes: int = 2, timeout: float = 90) -> LocalCluster:
-        """Start the head and ``nodes - 1`` more, and wait until all are alive (or stop them all)."""
+        """Start the head and ``nodes - 1`` more; wait until all are alive (or stop them all)."""
         try:
             return self._start_all(nodes, time.monotonic() + timeout)
         except BaseException:

@@ -1,4 +1,4 @@
-"""The ``ray`` backend on a real cluster: two nodes joined with ``ray start``, reached by RAY_ADDRESS.
+"""The ``ray`` backend on a real cluster: two nodes joined by ``ray start``, through RAY_ADDRESS.
 
 One cluster for the whole session (a head and a second node, one CPU each, started with the `ray`
 CLI next to this Python, each node in its own session: see ray_cluster.py); every driver is a
@@ -22,7 +22,7 @@ from reference import is_prime, pi_hit
 
 pytestmark = [
     pytest.mark.ray,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds a node's processes in /proc"),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for processes"),
 ]
 
 TASK_TITLE = "ray::_count_chunk"  # Ray's process title for a worker running a chunk
@@ -82,7 +82,8 @@ def _wait_ready(driver):
             return
         lines.append(line)
     driver.wait(timeout=10)
-    pytest.fail(f"the driver ended before it was ready:\n{''.join(lines)}{driver.stderr.read()[-3000:]}")
+    stderr = driver.stderr.read()[-3000:]
+    pytest.fail(f"the driver ended before it was ready:\n{''.join(lines)}{stderr}")
 
 
 def _counted(stdout):
@@ -163,7 +164,8 @@ def test_info_and_bench_say_nodes_and_cpus(two_nodes):
         "partally.compute(10**6, backend='ray', workload='pi')\n"
         "print(get('ray').device())  # connected\n"
     )
-    said = [line for line in _drive(two_nodes, code, timeout=60).splitlines() if line.startswith("Ray cluster at")]
+    stdout = _drive(two_nodes, code, timeout=60)
+    said = [line for line in stdout.splitlines() if line.startswith("Ray cluster at")]
     assert said == [expected, expected]
 
     wide = {"COLUMNS": "250"}  # rich wraps table cells to the terminal's width
@@ -197,7 +199,8 @@ def test_device_never_raises_for_an_unreachable_cluster():
                           env={**env, "RAY_ADDRESS": address})
     assert done.returncode == 0, done.stderr[-3000:]
     assert time.perf_counter() - started < 15
-    assert done.stdout.startswith(f"Ray cluster at {address} (not connected yet; cannot ask it now:")
+    said = f"Ray cluster at {address} (not connected yet; cannot ask it now:"
+    assert done.stdout.startswith(said), done.stdout
 
 
 @pytest.mark.timeout(120)

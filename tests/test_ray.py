@@ -221,7 +221,7 @@ def test_connects_to_the_cluster_in_ray_address(local_ray):
     )
     done = _run(code, timeout=120, RAY_ADDRESS=address)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:3] == ["78498", f"Ray cluster at {address}", address]
+    assert done.stdout.split("\n")[:3] == ["78498", f"Ray cluster at {address}: 1 node, 2 CPUs", address]
 
 
 @needs_ray

@@ -10,7 +10,9 @@ oversubscribed. Every node needs partally installed (``pip install "partally[ray
 
 Chunks are a few per CPU (slack for uneven chunks, slower nodes and retries) and never so short
 that Ray's ~1 ms cost per task shows. ``workers`` caps the tasks running at once. A task whose
-worker dies is run again (``max_retries``); Ctrl-C cancels the tasks and returns nothing.
+worker dies is run again (``max_retries``); Ctrl-C cancels the tasks and returns nothing. A head
+(GCS) that stops answering for ``_HEAD_LOST_S`` mid-run ends the count with a RuntimeError that
+says so (Ray itself would wait a minute and then end the whole process).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from partally._errors import BackendUnavailable
@@ -37,6 +40,8 @@ _MAX_RETRIES = 3  # per task, when its worker or node dies
 _CONNECT_TIMEOUT_S = 3.0  # for the TCP probe of RAY_ADDRESS
 _CONNECT_WINDOW_ENV, _CONNECT_WINDOW_S = "RAY_gcs_server_port_wait_time_s", 3  # Ray's own retries
 _KERNELS = ("numba", "native", "python")  # the order a worker tries them in
+_POLL_S = 1.0  # how often a running count checks that the head still answers
+_HEAD_LOST_S = 10.0  # a head silent this long is gone (a restarting GCS is back well within it)
 
 # HTTP/2's client connection preface and an empty SETTINGS frame; the server's first frame type.
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -59,10 +64,71 @@ def unavailable() -> str | None:
 
 
 def device() -> str:
+    """What the tasks run on, e.g. ``Ray cluster at 10.0.0.5:6379: 4 nodes, 64 CPUs``; never raises.
+
+    Connected: the cluster's alive nodes and CPUs. Not connected, with RAY_ADDRESS set: asked of
+    its head (GCS) directly, within seconds, without joining as a driver; if that fails, what it
+    will connect to and why it could not ask now. Without RAY_ADDRESS: the local Ray it will start.
+    """
     address = _address()
-    if address is not None:
-        return f"Ray cluster at {address}"
-    return f"local Ray on {cpu_device()}"
+    where = f"Ray cluster at {address}" if address is not None else f"local Ray on {cpu_device()}"
+    try:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            if address is None and not _started_here:  # the caller's own ray.init()
+                where = f"Ray cluster at {ray.get_runtime_context().gcs_address}"
+            alive = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
+            return f"{where}: {_size(alive)}"
+        if address is None:
+            return where  # started on first use
+        if address.startswith("ray://"):
+            return f"{where} (Ray Client; not connected yet)"
+        return f"{where}: {_size(_ask_within(_alive_cpus, address, 2 * _CONNECT_TIMEOUT_S))}"
+    except Exception as exc:  # noqa: BLE001 - a description, never an error
+        why = _root_cause(exc)
+        why = why if len(why) <= 160 else why[:157] + "..."
+        return f"{where} (not connected yet; cannot ask it now: {why})"
+
+
+def _size(cpus_per_node: list[float]) -> str:
+    nodes, cpus = len(cpus_per_node), int(sum(cpus_per_node))
+    return f"{nodes} node{'s' * (nodes != 1)}, {cpus} CPU{'s' * (cpus != 1)}"
+
+
+def _ask_within(function: Any, argument: str, seconds: float) -> Any:
+    """``function(argument)``, or TimeoutError after ``seconds`` (Ray's GCS client, given a
+    server that answers but is not a Ray head, retries for ~40 s): on a daemon thread."""
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            answer["value"] = function(argument)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            answer["error"] = exc
+
+    thread = threading.Thread(target=ask, name="partally-ray-device", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if "error" in answer:
+        raise answer["error"]
+    if "value" not in answer:
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return answer["value"]
+
+
+def _alive_cpus(address: str) -> list[float]:
+    """The CPUs of each alive node of the cluster at ``address``, from its GCS, within seconds."""
+    _probe(address)  # fails in seconds where Ray's own client would retry for a minute
+    from ray._raylet import GcsClient  # private, but reading the node table needs no driver
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+    target = _resolve_auto() if address == "auto" else address
+    infos = GcsClient(address=target).get_all_node_info(timeout=_CONNECT_TIMEOUT_S)
+    return [
+        dict(info.resources_total).get("CPU", 0)
+        for info in infos.values()
+        if info.state == GcsNodeInfo.GcsNodeState.ALIVE
+    ]
 
 
 # --- on the worker -----------------------------------------------------------------------------
@@ -209,7 +275,10 @@ def _cluster_cpus(ray: Any) -> int:
 
 @functools.cache
 def _remote(ray: Any) -> tuple[Any, Any]:
-    options = {"num_cpus": 1, "max_retries": _MAX_RETRIES, "retry_exceptions": False}
+    # SPREAD: Ray's default packs tasks onto the driver's node while its lease queue drains, and
+    # then and again left a second node idle for a whole count; chunks want every node.
+    options = {"num_cpus": 1, "max_retries": _MAX_RETRIES, "retry_exceptions": False,
+               "scheduling_strategy": "SPREAD"}
     return ray.remote(**options)(_count_chunk), ray.remote(num_cpus=1)(_worker_info)
 
 
@@ -226,6 +295,52 @@ def plan(workload: Workload, lo: int, hi: int, cpus: int) -> list[tuple[int, int
     return split_range(lo, hi, min(cpus * _TASKS_PER_CPU, longest_useful))
 
 
+class _HeadLost(Exception):
+    """The cluster's head (GCS) stopped answering mid-run."""
+
+
+def _head(ray: Any) -> str | None:
+    """The GCS address to watch while a count runs (None for Ray Client, which has none)."""
+    if (_address() or "").startswith("ray://"):
+        return None
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - nothing to watch: Ray's own timeouts still apply
+        return None
+
+
+class _HeadWatch:
+    """Whether the cluster's head (GCS) still answers, over a whole count."""
+
+    def __init__(self, head: str | None) -> None:
+        self.head, self.silent_since = head, None
+
+    def check(self) -> None:
+        """Raise ``_HeadLost`` once the head has not answered for ``_HEAD_LOST_S``."""
+        if self.head is None:
+            return
+        try:
+            _probe(self.head)
+        except BackendUnavailable:
+            now = time.monotonic()
+            self.silent_since = now if self.silent_since is None else self.silent_since
+            if now - self.silent_since >= _HEAD_LOST_S:
+                raise _HeadLost(self.head) from None
+        else:
+            self.silent_since = None
+
+
+def _wait(ray: Any, refs: list[Any], num_returns: int, watch: _HeadWatch) -> tuple[list, list]:
+    """``ray.wait`` for ``num_returns`` of ``refs``, checking every ``_POLL_S`` that the head
+    still answers: a driver whose GCS is gone would otherwise block for a minute, and then Ray
+    ends the whole process."""
+    while True:
+        done, rest = ray.wait(refs, num_returns=num_returns, timeout=_POLL_S)
+        if len(done) >= num_returns:
+            return done, rest
+        watch.check()
+
+
 def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
     if hi <= lo:
         return 0
@@ -233,16 +348,27 @@ def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> i
     cpus = min(workers, _cluster_cpus(ray))
     pieces = plan(workload, lo, hi, cpus)
     task = _remote(ray)[0]
+    head = _head(ray)
+    watch = _HeadWatch(head)
     pending: list[Any] = []
     total = 0
     try:
         for a, b in pieces:
             if len(pending) >= workers:  # at most `workers` tasks at once
-                done, pending = ray.wait(pending, num_returns=1)
+                done, pending = _wait(ray, pending, 1, watch)
                 total += sum(ray.get(done))
             pending.append(task.remote(workload, a, b, seed))
-        total += sum(ray.get(pending))
-        pending = []
+        done, pending = _wait(ray, pending, len(pending), watch)
+        total += sum(ray.get(done))
+    except _HeadLost:
+        pending = []  # nothing to cancel: the cluster that ran them is gone
+        where = _address() or head
+        _drop_connection()
+        raise RuntimeError(
+            f"lost the Ray cluster at {where} mid-run: its head (GCS at {head}) has not answered "
+            f"for {_HEAD_LOST_S:g} s; the count was not finished. Check the head node "
+            "(`ray status`), restart it if needed (`ray start --head`), and run again"
+        ) from None
     except ray.exceptions.RayTaskError:
         raise  # the kernel's own error, re-raised as its own type too
     except ray.exceptions.RayError as exc:
@@ -253,6 +379,17 @@ def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> i
         for ref in pending:  # Ctrl-C or an error: nothing left running, no partial sum
             ray.cancel(ref)
     return total
+
+
+def _drop_connection() -> None:
+    """Disconnect from a cluster whose head is gone, so that the next call connects afresh."""
+    global _started_here
+    import ray
+
+    with _lock:
+        _started_here = False
+        _remote.cache_clear()
+        ray.shutdown()
 
 
 class RayBackend(Backend):

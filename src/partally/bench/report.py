@@ -152,6 +152,7 @@ def report(bench: Bench) -> dict[str, Any]:
             "seed": 0,
         },
         "unavailable": bench.unavailable,
+        "devices": _devices(bench.backends),
         "measurements": summarize(bench),
         "probes": [
             {"workload": workload, "backend": name, "n": n, "seconds": t}
@@ -161,6 +162,13 @@ def report(bench: Bench) -> dict[str, Any]:
         "ok": bench.ok,
         "failures": len(bench.failures),
     }
+
+
+def _devices(names: list[str]) -> dict[str, str]:
+    """What each benchmarked backend ran on, asked after the runs (a Ray cluster's size then)."""
+    from partally.backends import get
+
+    return {name: get(name).device() for name in names if name != "auto"}
 
 
 def write_json(data: dict[str, Any], path: str) -> None:
@@ -326,6 +334,10 @@ def _render_footer(data: dict[str, Any], console: Any) -> None:
         f"Python {info['python']}; numba {info['versions'].get('numba', '-')}",
         highlight=False,
     )
+    for name, device in data.get("devices", {}).items():
+        if not device.startswith("CPU:"):  # a GPU or a Ray cluster: say which
+            console.print(f"{name} ran on: {device}", markup=False, highlight=False,
+                          soft_wrap=True)
     for name, reason in data["unavailable"].items():
         console.print(f"not benchmarked: {name}: {reason}", markup=False, highlight=False,
                       soft_wrap=True)

@@ -280,3 +280,27 @@ def test_local_ray_is_started_once_and_gone_after_exit():
     while time.monotonic() < deadline and not all(_gone(pid) for pid in seen):
         time.sleep(0.1)
     assert [pid for pid in seen if not _gone(pid)] == []
+
+
+def _sevens(i, seed):
+    return (i * 7 + seed) % 11 < 3
+
+
+@needs_ray
+def test_a_user_workload_runs_on_ray(local_ray):
+    workload = partally.workload(_sevens)
+    lo, hi = 2**33, 2**33 + 50_000
+    expected = workload.count_range(lo, hi, 5)
+    assert backend.count(workload, lo, hi, workers=2, seed=5) == expected
+
+
+def test_user_code_travels_by_value():
+    """A node that cannot import the user's module (this test file) still runs the function."""
+    from partally.workloads.user import payload
+
+    code = "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read())(3, 0))"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], input=payload(_sevens), cwd="/",
+                          capture_output=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == str(_sevens(3, 0))

@@ -67,3 +67,16 @@ def test_partally_backend_is_read_the_same_everywhere():
     done = subprocess.run([sys.executable, "-m", "partally", "info"], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **env})
     assert "forced to 'numba'" in done.stdout
+
+
+def test_backends_does_not_promise_a_local_ray_without_ray():
+    """backends() said "local Ray" for the ray backend where Ray was not installed."""
+    done = _run(
+        "import sys; sys.modules['ray'] = None\n"
+        "import partally\n"
+        "info = {i.name: i for i in partally.backends()}['ray']\n"
+        "print(info.available, '|', info.device, '|', info.reason)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    available, device, reason = (part.strip() for part in done.stdout.split("|"))
+    assert available == "False" and "local Ray" not in device and "partally[ray]" in reason

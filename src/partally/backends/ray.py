@@ -401,6 +401,8 @@ class RayBackend(Backend):
         return unavailable()
 
     def device(self) -> str:
+        if unavailable() is not None:
+            return "none: ray is not installed"
         return device()
 
     @property

@@ -61,11 +61,9 @@ class Workload:
 
             return builtin.get, (self.name,)
         if self.function is not None:  # the user's function by value: __main__ and notebooks too
-            import cloudpickle
-
             from partally.workloads import user
 
-            return user.rebuild, (cloudpickle.dumps(self.function), self.name, self.key)
+            return user.rebuild, (user.payload(self.function), self.name, self.key)
         return super().__reduce__()
 
     @property

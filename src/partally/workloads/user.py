@@ -154,6 +154,35 @@ def workload(
     return make(function, name)
 
 
+def payload(function: Callable) -> bytes:
+    """``function`` pickled by value (cloudpickle), with the module it comes from when that is
+    the user's own code rather than an installed package: a Ray node or a pool worker need not
+    be able to import the user's script or module, only partally and what it imports."""
+    import cloudpickle
+
+    module = sys.modules.get(getattr(function, "__module__", "") or "")
+    by_value = module is not None and _users_own(module)
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(function)
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _users_own(module: types.ModuleType) -> bool:
+    """Whether ``module`` is the user's code: a file outside the installed packages."""
+    import sysconfig
+
+    path = getattr(module, "__file__", None)
+    if module.__name__ == "__main__" or path is None:
+        return False  # cloudpickle sends __main__'s functions by value already
+    installed = {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")}
+    path = os.path.realpath(path)
+    return not any(path.startswith(os.path.realpath(folder) + os.sep) for folder in installed)
+
+
 @functools.lru_cache(maxsize=64)
 def rebuild(payload: bytes, name: str, key: str) -> Workload:
     """A user Workload from its pickled function (in a pool or Ray worker; once per workload)."""

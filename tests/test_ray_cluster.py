@@ -127,6 +127,23 @@ def test_every_workload_is_exact_on_the_cluster(two_nodes):
 
 
 @pytest.mark.timeout(120)
+def test_a_user_workload_from_main_is_exact_on_the_cluster(two_nodes):
+    code = (
+        "import partally\n"
+        "def hits(i, seed):\n"
+        "    return (i ^ seed) % 13 == 0\n"
+        "w = partally.workload(hits)\n"
+        "print(partally.compute(2 * 10**6, backend='ray', workload=w, seed=9),"
+        " w.count_range(0, 2 * 10**6, 9))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=90, env=two_nodes.driver_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    got, expected = done.stdout.strip().splitlines()[-1].split()
+    assert got == expected
+
+
+@pytest.mark.timeout(120)
 def test_tasks_run_on_both_nodes(two_nodes):
     """Every node is seen running the backend's own tasks (a node's processes are its session)."""
     code = (

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import threading
+from collections.abc import Callable
+from typing import ClassVar, Generic, TypeVar
 
 from partally._machine import cpu_device
 from partally.workloads import Workload
+
+Made = TypeVar("Made")
+
+
+class PerWorkload(Generic[Made]):
+    """What a backend makes once per workload (a compiled kernel), kept for later calls."""
+
+    def __init__(self, make: Callable[[Workload], Made]) -> None:
+        self._make = make
+        self._made: dict[Workload, Made] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, workload: Workload) -> Made:
+        try:
+            return self._made[workload]
+        except KeyError:
+            with self._lock:  # made once, even when several threads ask at once
+                if workload not in self._made:
+                    self._made[workload] = self._make(workload)
+                return self._made[workload]
+
+    def __bool__(self) -> bool:
+        return bool(self._made)
 
 
 class Backend:

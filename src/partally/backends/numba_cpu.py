@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 
 from partally._errors import BackendUnavailable, WorkloadError
 from partally.backends._common import capped_workers, paced_slices
-from partally.backends.base import Backend
+from partally.backends.base import Backend, PerWorkload
 from partally.workloads import Workload
 
 _forked_after_launch = False  # this process was forked after Numba's parallel threads started
@@ -138,9 +138,8 @@ class NumbaBackend(Backend):
     has_startup = True
 
     def __init__(self) -> None:
-        self._kernels: dict[Workload, tuple[Callable, type]] = {}
+        self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
         self._refused: dict[Workload, str | None] = {}
-        self._lock = threading.Lock()
 
     def unavailable(self) -> str | None:
         """Why numba cannot run here, or None. A Ctrl-C during the import is raised (never a
@@ -182,13 +181,8 @@ class NumbaBackend(Backend):
         return bool(self._kernels)
 
     def _kernel(self, workload: Workload) -> tuple[Callable, type]:
-        found = self._kernels.get(workload)
-        if found is None:
-            with self._lock:
-                from partally.backends import _numba_kernels
-
-                found = self._kernels.setdefault(workload, _numba_kernels.kernel(workload))
-        return found
+        """``workload``'s compiled kernel (made once) and the integer type it takes."""
+        return self._kernels(workload)
 
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
         import numba
@@ -210,3 +204,9 @@ class NumbaBackend(Backend):
                     workload.name, None, exc, where=f"somewhere in [{a}, {b}) on numba"
                 ) from exc
         return total
+
+
+def _make_kernel(workload: Workload) -> tuple[Callable, type]:
+    from partally.backends import _numba_kernels
+
+    return _numba_kernels.kernel(workload)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import threading
 from collections.abc import Callable
 
 from partally._settings import flag
 from partally.backends import _gpu
 from partally.backends._common import slices
-from partally.backends.base import Backend
+from partally.backends.base import Backend, PerWorkload
 from partally.workloads import Workload
 
 
@@ -34,8 +33,7 @@ class NumbaCudaBackend(Backend):
     gpu = True
 
     def __init__(self) -> None:
-        self._kernels: dict[Workload, tuple[Callable, type]] = {}
-        self._lock = threading.Lock()
+        self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
 
     @functools.cache  # noqa: B019 - one backend object per process
     def unavailable(self) -> str | None:
@@ -72,13 +70,7 @@ class NumbaCudaBackend(Backend):
 
     def kernel(self, workload: Workload) -> tuple[Callable, type]:
         """``workload``'s compiled kernel (made once) and the integer type it takes."""
-        found = self._kernels.get(workload)
-        if found is None:
-            with self._lock:
-                from partally.backends import _numba_cuda_kernels
-
-                found = self._kernels.setdefault(workload, _numba_cuda_kernels.kernel(workload))
-        return found
+        return self._kernels(workload)
 
     def count(
         self,
@@ -103,3 +95,9 @@ class NumbaCudaBackend(Backend):
         pieces = slices(lo, hi, workload.gpu_slice)
         seed = workload.compiled_seed(seed)
         return _numba_cuda_kernels.launch(kernel, index_type, pieces, seed, blocks, threads)
+
+
+def _make_kernel(workload: Workload) -> tuple[Callable, type]:
+    from partally.backends import _numba_cuda_kernels
+
+    return _numba_cuda_kernels.kernel(workload)

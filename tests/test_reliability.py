@@ -136,7 +136,7 @@ def test_forked_child_leaves_the_parents_workers_alone():
 
 
 def partally_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("partally")]
+    return [t for t in threading.enumerate() if t.name.startswith("partally-threads")]
 
 
 def test_huge_workers_on_threads_is_capped():

@@ -43,7 +43,7 @@ class ThreadsBackend(Backend):
         """The shared pool (one thread per core at most, started as tasks need them)."""
         with self._lock:
             if self._pool_ is None:
-                self._pool_ = ThreadPoolExecutor(cores(), thread_name_prefix="partally")
+                self._pool_ = ThreadPoolExecutor(cores(), thread_name_prefix="partally-threads")
             return self._pool_
 
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:

@@ -86,11 +86,11 @@ uint64_t count_parallel(uint64_t lo, uint64_t hi, uint64_t seed, unsigned worker
 
 }  // namespace
 
-uint64_t count_count(uint64_t lo, uint64_t hi, unsigned) {
+uint64_t count_count(uint64_t lo, uint64_t hi, uint64_t, unsigned) {
     return hi > lo ? count_block(lo, hi, 0) : 0;  // folded to hi - lo: threads would only cost
 }
 
-uint64_t count_primes(uint64_t lo, uint64_t hi, unsigned workers) {
+uint64_t count_primes(uint64_t lo, uint64_t hi, uint64_t, unsigned workers) {
     return count_parallel<primes_block>(lo, hi, 0, workers, 1ull << 12);
 }
 

@@ -5,8 +5,8 @@
 
 namespace partally {
 
-uint64_t count_count(uint64_t lo, uint64_t hi, unsigned workers);
-uint64_t count_primes(uint64_t lo, uint64_t hi, unsigned workers);
+uint64_t count_count(uint64_t lo, uint64_t hi, uint64_t seed, unsigned workers);
+uint64_t count_primes(uint64_t lo, uint64_t hi, uint64_t seed, unsigned workers);
 uint64_t count_pi(uint64_t lo, uint64_t hi, uint64_t seed, unsigned workers);
 
 }  // namespace partally

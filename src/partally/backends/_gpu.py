@@ -11,6 +11,10 @@ import ctypes
 import functools
 import os
 import sys
+from typing import ClassVar
+
+from partally.backends.base import Backend
+from partally.workloads import Workload
 
 CUDA_EXTRA = 'pip install "partally[cuda]"'
 _NO_DEVICE, _INSUFFICIENT_DRIVER = 100, 35  # CUresult codes
@@ -90,6 +94,7 @@ def sm_count() -> int:
     return max(1, value.value)
 
 
+MAX_THREADS = 1024  # threads per block, on every CUDA device
 BLOCKS_PER_SM = 8  # grid = SMs x 8 blocks of THREADS: enough resident warps to hide latency
 THREADS = 256
 
@@ -97,3 +102,48 @@ THREADS = 256
 def default_blocks() -> int:
     """Blocks in the grid the GPU backends launch when not told: BLOCKS_PER_SM on every SM."""
     return sm_count() * BLOCKS_PER_SM
+
+
+class GpuBackend(Backend):
+    """What the GPU backends share: the device, and ``count`` over a grid of ``blocks`` x
+    ``threads`` (default: sized to the device); ``workers`` is accepted and ignored (one GPU)."""
+
+    compiled = True
+    has_startup = True
+    gpu = True
+    threads_multiple: ClassVar[int] = 1  # a block is a whole number of these threads
+
+    def device(self) -> str:
+        return device_name()
+
+    def count(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int = 1,
+        seed: int = 0,
+        blocks: int | None = None,
+        threads: int = THREADS,
+    ) -> int:
+        step = self.threads_multiple
+        if threads % step or not step <= threads <= MAX_THREADS:
+            raise ValueError(
+                f"threads per block must be a multiple of {step} in [{step}, {MAX_THREADS}], "
+                f"got {threads}"
+            )
+        if blocks is not None and blocks < 1:
+            raise ValueError(f"blocks must be >= 1, got {blocks}")
+        if hi <= lo:
+            return 0
+        return self.launch(workload, lo, hi, seed, blocks or self.default_blocks(), threads)
+
+    def default_blocks(self) -> int:
+        return default_blocks()
+
+    def launch(
+        self, workload: Workload, lo: int, hi: int, seed: int, blocks: int, threads: int
+    ) -> int:
+        """Run the kernel over [lo, hi) on a grid of ``blocks`` x ``threads``; the count."""
+        raise NotImplementedError

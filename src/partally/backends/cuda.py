@@ -22,7 +22,6 @@ from partally._errors import BackendUnavailable
 from partally._settings import flag
 from partally.backends import _gpu
 from partally.backends._common import slices
-from partally.backends.base import Backend
 from partally.workloads import BUILTINS, Workload
 
 FATBIN, SOURCE = "counting.fatbin", "counting.cu"
@@ -105,12 +104,10 @@ def module() -> tuple[Any, str]:
     return compiled, "nvrtc"
 
 
-class CudaBackend(Backend):
+class CudaBackend(_gpu.GpuBackend):
     name = "cuda"
     family = "C++"
-    compiled = True
-    has_startup = True
-    gpu = True
+    threads_multiple = 32  # the block reduction sums whole warps
 
     def unavailable(self) -> str | None:
         return unavailable()
@@ -123,42 +120,20 @@ class CudaBackend(Backend):
             )
         return None
 
-    def device(self) -> str:
-        return _gpu.device_name()
-
     @property
     def started(self) -> bool:
         return module.cache_info().currsize > 0
 
-    def count(
-        self,
-        workload: Workload,
-        lo: int,
-        hi: int,
-        *,
-        workers: int = 1,
-        seed: int = 0,
-        blocks: int | None = None,
-        threads: int = _gpu.THREADS,
+    def launch(
+        self, workload: Workload, lo: int, hi: int, seed: int, blocks: int, threads: int
     ) -> int:
-        """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized
-        to the device; ``threads`` a multiple of 32 up to 1024). ``workers`` is ignored."""
-        if threads % 32 or not 32 <= threads <= 1024:
-            raise ValueError(
-                f"threads per block must be a multiple of 32 in [32, 1024], got {threads}"
-            )
-        if blocks is not None and blocks < 1:
-            raise ValueError(f"blocks must be >= 1, got {blocks}")
-        if hi <= lo:
-            return 0
         import cupy
         import numpy as np
 
         kernel = module()[0].get_function(workload.cuda_kernel)
-        grid = (blocks or _gpu.default_blocks(),)
         out = cupy.zeros(1, dtype=cupy.uint64)
         stream = cupy.cuda.get_current_stream()
         for a, b in slices(lo, hi, workload.gpu_slice):
-            kernel(grid, (threads,), (np.uint64(a), np.uint64(b), np.uint64(seed), out))
+            kernel((blocks,), (threads,), (np.uint64(a), np.uint64(b), np.uint64(seed), out))
             stream.synchronize()  # Python sees Ctrl-C between launches
         return int(out.get()[0])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from partally._settings import flag
 from partally.backends import _gpu
 from partally.backends._common import slices
-from partally.backends.base import Backend, PerWorkload
+from partally.backends.base import PerWorkload
 from partally.workloads import Workload
 
 
@@ -25,12 +25,9 @@ def simulated() -> bool:
     return flag("NUMBA_ENABLE_CUDASIM")
 
 
-class NumbaCudaBackend(Backend):
+class NumbaCudaBackend(_gpu.GpuBackend):
     name = "numba-cuda"
     family = "Numba"
-    compiled = True
-    has_startup = True
-    gpu = True
 
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
@@ -72,23 +69,12 @@ class NumbaCudaBackend(Backend):
         """``workload``'s compiled kernel (made once) and the integer type it takes."""
         return self._kernels(workload)
 
-    def count(
-        self,
-        workload: Workload,
-        lo: int,
-        hi: int,
-        *,
-        workers: int = 1,
-        seed: int = 0,
-        blocks: int | None = None,
-        threads: int = _gpu.THREADS,
+    def default_blocks(self) -> int:
+        return 1 if simulated() else _gpu.default_blocks()
+
+    def launch(
+        self, workload: Workload, lo: int, hi: int, seed: int, blocks: int, threads: int
     ) -> int:
-        """Count over [lo, hi) on the GPU; ``blocks`` x ``threads`` is the grid (default: sized to
-        the device). ``workers`` is accepted for the common face and ignored."""
-        if hi <= lo:
-            return 0
-        if blocks is None:
-            blocks = 1 if simulated() else _gpu.default_blocks()
         from partally.backends import _numba_cuda_kernels
 
         kernel, index_type = self.kernel(workload)

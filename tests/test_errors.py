@@ -1,10 +1,9 @@
 """Bad input: clear exceptions that say what is accepted."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 import partally
 from partally.backends import get as get_backend
@@ -85,6 +84,6 @@ def test_missing_extension_is_reported_not_raised():
         "except partally.BackendUnavailable as exc:\n"
         "    print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert "partally._native is not built" in done.stdout

@@ -26,15 +26,13 @@ from partally.io.fetch import MODES, FetchResult, afetch_all, fetch_all
 from partally.io.server import running_server
 
 
+pytestmark = pytest.mark.usefixtures("quick_backoff")
+
 @pytest.fixture(scope="module")
 def server():
     with running_server(latency=0.0, size=100) as running:
         yield running
 
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch):
-    monkeypatch.setattr(_fetch, "BACKOFF", 0.001)
 
 
 @pytest.fixture

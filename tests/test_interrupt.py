@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from helpers import run_python
 
 import partally
 from partally.backends import get as get_backend
@@ -131,7 +132,7 @@ def test_exit_leaves_no_worker():
         "partally.compute(50_000, backend='processes', workload='pi', workers=2)\n"
         "print(*get('processes').worker_pids())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     pids = [int(pid) for pid in done.stdout.split()]
     assert len(pids) == 2

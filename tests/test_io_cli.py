@@ -15,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from helpers import has_ipv6_loopback
 from rich.console import Console
 
 from partally.cli import io as _io_cli
@@ -23,15 +24,13 @@ from partally.bench.io import run_io_bench
 from partally.io.server import running_server
 
 
+pytestmark = pytest.mark.usefixtures("quick_backoff")
+
 @pytest.fixture(scope="module")
 def server():
     with running_server(latency=0.0, size=10) as running:
         yield running
 
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch):
-    monkeypatch.setattr(_fetch, "BACKOFF", 0.001)
 
 
 def run(*argv: str) -> int:
@@ -200,7 +199,7 @@ def _serving_line(child: subprocess.Popen) -> str:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_serve_port_0_says_the_port_and_answers_once_it_says_so(host):
-    if host == "::1" and not _has_ipv6_loopback():
+    if host == "::1" and not has_ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
     child = _serve("--host", host, "--port", "0")
     timer = threading.Timer(30, child.kill)
@@ -229,13 +228,6 @@ def test_serve_on_a_taken_port_is_one_line_and_never_says_serving():
     assert err.count("\n") == 1 and err.startswith("partally serve: error: cannot listen on 127.0.0.1:")
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def test_bad_mode_is_refused_by_argparse(capsys):

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from helpers import start_python
 
 from partally.workloads import BUILTINS, resolve
 
@@ -263,10 +264,7 @@ def test_local_ray_is_started_once_and_gone_after_exit():
         "print(time.perf_counter() - started)\n"
         "print(__import__('partally.backends.ray', fromlist=['x']).worker_info()[1])\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(),
-    )
+    process = start_python(code, env=_env())
     seen = set()
     while process.poll() is None:
         seen.update(_descendants(process.pid))

@@ -4,7 +4,6 @@ Ctrl-C at any moment (numba's import included), a worker that dies.
 Anything that could hang runs in a subprocess with a timeout, so a hang fails the test.
 """
 
-import signal
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ import threading
 import time
 
 import pytest
+from helpers import interrupt, start_python
 from reference import count_range
 
 import partally
@@ -190,13 +190,7 @@ def test_huge_n_keeps_memory_flat_and_stops_on_ctrl_c(backend):
     while time.monotonic() < deadline and run.poll() is None:
         peak = max(peak, rss_mb(run.pid))
         time.sleep(0.1)
-    run.send_signal(signal.SIGINT)
-    try:
-        _, stderr = run.communicate(timeout=8)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        run.communicate()
-        pytest.fail("did not exit within 8 s of Ctrl-C")
+    stderr = interrupt(run, within=8)
     assert run.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert peak < 200, f"RSS reached {peak:.0f} MB"
@@ -233,60 +227,52 @@ def test_interrupted_numba_import_is_not_reported_as_not_installed():
     assert "not installed" not in done.stdout, done.stdout
 
 
-def test_import_error_caused_by_ctrl_c_is_raised_as_ctrl_c():
-    code = """
-        import sys
-        from partally.backends import get
+_NUMBA_VERDICT = """
+    import os, signal, sys, time
+    from partally.backends import get
 
-        class Interrupted:  # an ImportError raised while handling a Ctrl-C
-            def find_spec(self, name, path=None, target=None):
-                if name == "numba":
-                    try:
-                        raise KeyboardInterrupt
-                    except KeyboardInterrupt:
-                        raise ImportError("No module named 'numba'")
-                return None
+{finder}
+    sys.meta_path.insert(0, Finder())
+    sys.modules.pop("numba", None)
+    try:
+        print("verdict:", get("numba").unavailable())
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt")
+"""
 
-        sys.meta_path.insert(0, Interrupted())
-        sys.modules.pop("numba", None)
-        try:
-            print("verdict:", get("numba").unavailable())
-        except KeyboardInterrupt:
-            print("KeyboardInterrupt")
-    """
-    done = run_script(code)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "KeyboardInterrupt"
+# An ImportError raised while handling a Ctrl-C.
+_INTERRUPTED = """
+    class Finder:
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba":
+                try:
+                    raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    raise ImportError("No module named 'numba'")
+            return None
+"""
+
+# numpy's C code meets the KeyboardInterrupt and raises "PyCapsule_Import could not import
+# module" in its place, with no trace of it: seen here, under a real SIGINT, as "not installed".
+_SWALLOWING = """
+    class Finder:
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba":
+                met = False
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)
+                except KeyboardInterrupt:
+                    met = True
+                if met:
+                    raise ImportError('PyCapsule_Import could not import module "datetime"')
+            return None
+"""
 
 
-def test_ctrl_c_swallowed_into_an_import_error_is_still_ctrl_c():
-    # numpy's C code meets the KeyboardInterrupt and raises "PyCapsule_Import could not import
-    # module" in its place, with no trace of it: seen here, under a real SIGINT, as "not installed"
-    code = """
-        import os, signal, sys, time
-        from partally.backends import get
-
-        class Swallowing:
-            def find_spec(self, name, path=None, target=None):
-                if name == "numba":
-                    met = False
-                    try:
-                        os.kill(os.getpid(), signal.SIGINT)
-                        time.sleep(1)
-                    except KeyboardInterrupt:
-                        met = True
-                    if met:
-                        raise ImportError('PyCapsule_Import could not import module "datetime"')
-                return None
-
-        sys.meta_path.insert(0, Swallowing())
-        sys.modules.pop("numba", None)
-        try:
-            print("verdict:", get("numba").unavailable())
-        except KeyboardInterrupt:
-            print("KeyboardInterrupt")
-    """
-    done = run_script(code)
+@pytest.mark.parametrize("finder", [_INTERRUPTED, _SWALLOWING], ids=["caused-by", "swallowed"])
+def test_an_import_error_from_a_ctrl_c_is_still_a_ctrl_c(finder):
+    done = run_script(_NUMBA_VERDICT.format(finder=finder))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "KeyboardInterrupt"
 
@@ -303,18 +289,10 @@ def test_ctrl_c_while_numba_starts_exits_130_cleanly():
     )
     # 1e12, not 1e9: numba counts 1e9 in about 0.3 s here, and a Ctrl-C after the count is no test
     for delay in (0.02, 0.05, 0.15, 0.3, 0.6):  # (not 0: cli.main builds its parser outside its try)
-        run = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        run = start_python(code)
         assert run.stdout.readline().strip() == "ready"
         time.sleep(delay)
-        run.send_signal(signal.SIGINT)
-        try:
-            _, stderr = run.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.communicate()
-            pytest.fail(f"no exit after Ctrl-C at {delay} s")
+        stderr = interrupt(run, within=15)
         assert "not installed" not in stderr and "Traceback" not in stderr, (delay, stderr)
         assert run.returncode == 130, (delay, stderr)
 

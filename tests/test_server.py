@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from helpers import has_ipv6_loopback, raw_get
 
 from partally.io.server import TestApp, base_url, bind, running_server, server_process
 
@@ -55,12 +56,7 @@ def test_fail_first_then_succeed(server):
 
 
 def test_close_sends_half_then_drops_the_connection(server):
-    port = int(server.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /close?size=100 HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+    received = raw_get(server.url, b"GET /close?size=100 HTTP/1.1\r\nHost: x\r\n\r\n")
     head, _, body = received.partition(b"\r\n\r\n")
     assert b"content-length: 100" in head.lower()
     assert body == b"x" * 50
@@ -149,12 +145,7 @@ def test_a_query_that_is_not_utf8_is_answered(server):
 
 def test_a_large_body_is_sent_in_pieces(server):
     assert get(server.url + "/big?size=300001") == (200, b"x" * 300001)
-    port = int(server.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /close?size=300000 HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+    received = raw_get(server.url, b"GET /close?size=300000 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert received.partition(b"\r\n\r\n")[2] == b"x" * 150000
 
 
@@ -164,16 +155,9 @@ def test_base_url_brackets_ipv6():
     assert base_url("localhost", 1) == "http://localhost:1"
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 def test_running_server_on_ipv6_loopback():
     with running_server(host="::1", latency=0.0, size=3) as running:
         assert running.url.startswith("http://[::1]:")

@@ -237,13 +237,13 @@ def calibrate(
     """
     workers = workers or cores()
     startups = {} if startups is None else startups
-    began = clock()
     if backends is not None:
         names, skipped = list(backends), {}
         get = backends.__getitem__
-    else:
+    else:  # asking may compile (numba on a user workload): a one-time start, outside the budget
         names, skipped = candidates(workload, names, ray_connected=ray_connected)
         get = get_backend
+    began = clock()
     if "python" not in names:
         names.insert(0, "python")
     pools = [name for name in names if name != "python" and get(name).runs_python]

@@ -22,7 +22,7 @@ from typing import Any
 
 from partally.workloads.base import Workload
 
-USER_CALIBRATION_S = 1.0  # auto's budget for timing a user workload's backends
+USER_CALIBRATION_S = 0.6  # auto's budget for timing a user workload's backends
 _DIGEST_DEPTH = 3  # how deep into the helpers a function calls the hash looks
 
 

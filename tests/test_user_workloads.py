@@ -209,3 +209,14 @@ def test_bench_exits_1_when_a_backend_disagrees(tmp_path):
                 "--backends", "python,numba", cwd=tmp_path, XDG_CACHE_HOME=str(tmp_path / "c"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "MISMATCH" in done.stdout + done.stderr
+
+
+def test_a_lambda_made_in_a_loop_compiles_once_and_keeps_nothing_per_call():
+    numba = get("numba")
+    for k in range(300):
+        assert partally.compute(3000, "numba", lambda i, seed: i % 3 == 0) == 1000
+    keys = [key for key in numba._kernels._made if key.startswith("<lambda>@")]
+    assert len(keys) == 1, keys
+    from partally.workloads.user import _wrapped
+
+    assert _wrapped.cache_info().currsize <= 256

@@ -93,10 +93,10 @@ class Dispatcher:
         self._calibrate = calibrate
         self._lock = threading.RLock()
         self._calibrations: dict[str, Calibration] = {}
-        self._available: dict[tuple[str, Workload], str | None] = {}
+        self._available: dict[tuple[str, str], str | None] = {}  # by Workload.key
         self._sent: set[str] = set()  # backends this dispatcher has chosen (about to start)
         self._startups: dict[str, float] = {}  # one-time starts measured in this process
-        self._memo: dict[tuple[Workload, int], str] = {}
+        self._memo: dict[tuple[str, int], str] = {}
         if hasattr(os, "register_at_fork"):  # a forked child asks the backends again
             forget = weakref.WeakMethod(self._forget_backends)
             os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
@@ -123,7 +123,7 @@ class Dispatcher:
 
     def unavailable(self, name: str, workload: Workload) -> str | None:
         """Why backend ``name`` cannot run ``workload`` here (asked once), or None."""
-        key = (name, workload)
+        key = (name, workload.key)
         if key not in self._available:
             try:
                 backend = get_backend(name)
@@ -248,7 +248,7 @@ class Dispatcher:
 
     def choose(self, workload: Workload, n: int) -> str:
         """The backend ``compute(n, backend="auto", workload=workload)`` runs on."""
-        found = self._memo.get((workload, n))
+        found = self._memo.get((workload.key, n))
         if found is not None:
             return found
         with self._lock:
@@ -257,7 +257,7 @@ class Dispatcher:
             if final:
                 if len(self._memo) >= _MEMO_MAX:
                     self._memo.clear()
-                self._memo[workload, n] = explanation.backend
+                self._memo[workload.key, n] = explanation.backend
         return explanation.backend
 
     def explain(self, workload: Workload, n: int) -> Explanation:

@@ -13,21 +13,25 @@ Made = TypeVar("Made")
 
 
 class PerWorkload(Generic[Made]):
-    """What a backend makes once per workload (a compiled kernel), kept for later calls."""
+    """What a backend makes once per workload (a compiled kernel), kept for later calls.
+
+    Kept by ``Workload.key`` (its name and a hash of its code): new function objects with the
+    same code, a lambda made in a loop, reuse what the first one made.
+    """
 
     def __init__(self, make: Callable[[Workload], Made]) -> None:
         self._make = make
-        self._made: dict[Workload, Made] = {}
+        self._made: dict[str, Made] = {}
         self._lock = threading.Lock()
 
     def __call__(self, workload: Workload) -> Made:
         try:
-            return self._made[workload]
+            return self._made[workload.key]
         except KeyError:
             with self._lock:  # made once, even when several threads ask at once
-                if workload not in self._made:
-                    self._made[workload] = self._make(workload)
-                return self._made[workload]
+                if workload.key not in self._made:
+                    self._made[workload.key] = self._make(workload)
+                return self._made[workload.key]
 
     def __bool__(self) -> bool:
         return bool(self._made)

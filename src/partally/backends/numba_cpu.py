@@ -139,7 +139,7 @@ class NumbaBackend(Backend):
 
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
-        self._refused: dict[Workload, str | None] = {}
+        self._refused: dict[str, str | None] = {}  # by Workload.key
 
     def unavailable(self) -> str | None:
         """Why numba cannot run here, or None. A Ctrl-C during the import is raised (never a
@@ -163,7 +163,7 @@ class NumbaBackend(Backend):
         second), and a refusal carries the first line of Numba's error."""
         if workload.builtin or self.unavailable() is not None:
             return None
-        if workload not in self._refused:
+        if workload.key not in self._refused:
             try:
                 with warnings.catch_warnings():  # the refusal below says it all
                     warnings.simplefilter("ignore")
@@ -171,10 +171,10 @@ class NumbaBackend(Backend):
             except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
                 from partally.backends import _numba_kernels
 
-                self._refused[workload] = _numba_kernels.refusal(exc, workload)
+                self._refused[workload.key] = _numba_kernels.refusal(exc, workload)
             else:
-                self._refused[workload] = None
-        return self._refused[workload]
+                self._refused[workload.key] = None
+        return self._refused[workload.key]
 
     @property
     def started(self) -> bool:

@@ -15,7 +15,6 @@ import importlib
 import inspect
 import os
 import sys
-import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -125,18 +124,19 @@ def make(function: Callable, name: str | None = None) -> Workload:
     )
 
 
-_wrapped: dict[Callable, Workload] = {}
-_wrapped_lock = threading.Lock()
-
-
 def wrap(function: Callable) -> Workload:
-    """The Workload for a plain function passed as ``workload=``: made once per function."""
-    found = _wrapped.get(function)
-    if found is None:
-        made = make(function)
-        with _wrapped_lock:
-            found = _wrapped.setdefault(function, made)
-    return found
+    """The Workload for a plain function passed as ``workload=``: made once per function (the
+    last few hundred are kept; a lambda made anew in a loop gets the same key, so its compiled
+    kernels are reused all the same)."""
+    try:
+        return _wrapped(function)
+    except TypeError:  # an unhashable callable object
+        return make(function)
+
+
+@functools.lru_cache(maxsize=256)
+def _wrapped(function: Callable) -> Workload:
+    return make(function)
 
 
 def workload(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import ClassVar, Generic, TypeVar
 
@@ -10,6 +12,16 @@ from partally._machine import cpu_device
 from partally.workloads import Workload
 
 Made = TypeVar("Made")
+_LIVE: weakref.WeakSet[Backend] = weakref.WeakSet()  # every backend object, for os.fork
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PerWorkload(Generic[Made]):
@@ -54,6 +66,11 @@ class Backend:
     has_startup: ClassVar[bool] = False  # a one-time start per process: JIT, pool, context
     gpu: ClassVar[bool] = False  # runs on a GPU
 
+    def __new__(cls, *args: object, **kwargs: object) -> Backend:
+        made = super().__new__(cls)
+        _LIVE.add(made)  # told when the process forks
+        return made
+
     def unavailable(self) -> str | None:
         """Why it cannot run here, in words a user can act on; None if it can. Never raises."""
         return None
@@ -77,6 +94,10 @@ class Backend:
 
     def close(self) -> None:
         """Release what it holds (pools, clusters); the next ``count`` starts them again."""
+
+    def after_fork_in_child(self) -> None:
+        """In a child made by ``os.fork()``: drop what does not survive fork (pools, threads,
+        locks held by threads that are gone); the next ``count`` starts afresh or refuses."""
 
     def __repr__(self) -> str:
         return f"<backend {self.name!r}>"

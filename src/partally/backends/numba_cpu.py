@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import signal
 import sys
 import threading
@@ -31,21 +30,6 @@ from partally._errors import BackendUnavailable, WorkloadError
 from partally.backends._common import capped_workers, paced_slices
 from partally.backends.base import Backend, PerWorkload
 from partally.workloads import Workload
-
-_forked_after_launch = False  # this process was forked after Numba's parallel threads started
-_import_interrupted = False  # an import of numba in this process was interrupted (Ctrl-C)
-
-
-def _after_fork_in_child() -> None:
-    global _forked_after_launch
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if parallel is not None and getattr(parallel, "_is_initialized", False):
-        _forked_after_launch = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
 
 def _fork_safe_layer() -> bool:
     """Whether Numba's threading layer in use survives fork (tbb, workqueue, Intel OpenMP)."""
@@ -61,12 +45,8 @@ def _fork_safe_layer() -> bool:
         return False
 
 
-def _fork_refusal() -> str | None:
-    """Why Numba's parallel kernels cannot run in this forked process, or None. Never raises."""
-    if not _forked_after_launch:
-        return None
-    if _fork_safe_layer():
-        return None
+def _fork_refusal() -> str:
+    """Why Numba's parallel kernels cannot run in a process forked after they started."""
     return (
         "this process was forked (os.fork) after Numba's GNU OpenMP threads had started in its "
         "parent, and they do not survive fork (libgomp would kill this process); start workers "
@@ -112,7 +92,7 @@ def _noting_ctrl_c() -> Iterator[list[bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _import_failure(exc: ImportError) -> str:
+def _import_failure(exc: ImportError, interrupted: bool) -> str:
     """Why numba cannot be imported, in words: "not installed" only when it cannot be found."""
     try:
         found = importlib.util.find_spec("numba") is not None
@@ -120,7 +100,7 @@ def _import_failure(exc: ImportError) -> str:
         found = True
     if not found:
         return f"numba is not installed ({exc}); install it with `pip install numba`"
-    if _import_interrupted:
+    if interrupted:
         return (
             "numba is installed, but an import of it (or of numpy) in this process was "
             f"interrupted (Ctrl-C) and left it half-imported ({exc}); start a new Python process"
@@ -140,23 +120,35 @@ class NumbaBackend(Backend):
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
         self._refused: dict[str, str | None] = {}  # by Workload.key
+        self._import_interrupted = False  # a Ctrl-C cut an import of numba short in this process
+        self._forked_after_launch = False  # forked after Numba's parallel threads had started
+
+    def after_fork_in_child(self) -> None:
+        parallel = sys.modules.get("numba.np.ufunc.parallel")
+        if parallel is not None and getattr(parallel, "_is_initialized", False):
+            self._forked_after_launch = True
+
+    def _fork_refusal(self) -> str | None:
+        """Why Numba's parallel kernels cannot run in this forked process, or None."""
+        if self._forked_after_launch and not _fork_safe_layer():
+            return _fork_refusal()
+        return None
 
     def unavailable(self) -> str | None:
         """Why numba cannot run here, or None. A Ctrl-C during the import is raised (never a
         verdict), and no verdict is kept: each call looks again."""
-        global _import_interrupted
         try:
             with _noting_ctrl_c() as ctrl_c:
                 import numba  # noqa: F401
         except ImportError as exc:
             if ctrl_c or _interrupted(exc):
-                _import_interrupted = True
+                self._import_interrupted = True
                 raise KeyboardInterrupt from exc
-            return _import_failure(exc)
+            return _import_failure(exc, self._import_interrupted)
         except KeyboardInterrupt:
-            _import_interrupted = True
+            self._import_interrupted = True
             raise
-        return _fork_refusal()
+        return self._fork_refusal()
 
     def supports(self, workload: Workload) -> str | None:
         """Built-ins compile; a user function is compiled once here to find out (a fraction of a
@@ -187,7 +179,7 @@ class NumbaBackend(Backend):
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
         import numba
 
-        refusal = _fork_refusal()
+        refusal = self._fork_refusal()
         if refusal is not None:
             raise BackendUnavailable(f"backend 'numba' cannot run in this process: {refusal}")
         kernel, index_type = self._kernel(workload)

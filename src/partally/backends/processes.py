@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,7 +34,6 @@ from partally.workloads import Workload
 _TASKS_PER_WORKER = 4  # a little slack for uneven chunks (primes)
 _MIN_TASK = 10_000  # elements: a task's round trip costs ~0.3 ms, 10**4 pure-Python steps more
 _MAX_TASK = 2**20  # elements: a task ends within about a second (an error stops the call soon)
-_BACKENDS: weakref.WeakSet[ProcessesBackend] = weakref.WeakSet()
 _INHERITED: list[object] = []  # pools a forked child inherited: kept, never touched, never freed
 
 
@@ -55,11 +53,8 @@ def _count_task(workload: Workload, lo: int, hi: int, seed: int) -> int:
     return workload.count_range(lo, hi, seed)
 
 
-_main_lock = threading.Lock()
-
-
 @contextlib.contextmanager
-def _main_script_hidden() -> Iterator[None]:
+def _main_script_hidden(lock: threading.Lock) -> Iterator[None]:
     """Keep spawned workers from re-running the parent's main script.
 
     A spawned worker imports the parent's ``__main__`` (by ``__spec__`` or ``__file__``) before it
@@ -72,7 +67,7 @@ def _main_script_hidden() -> Iterator[None]:
     if main is None:
         yield
         return
-    with _main_lock:
+    with lock:  # one submitter at a time changes __main__
         saved = {name: vars(main)[name] for name in ("__file__", "__spec__") if name in vars(main)}
         vars(main).pop("__file__", None)
         if "__spec__" in saved:
@@ -96,7 +91,7 @@ class ProcessesBackend(Backend):
         self._lock = threading.RLock()
         self._active = 0  # calls counting now
         self._seen: dict[int, multiprocessing.Process] = {}  # the current pool's workers, by pid
-        _BACKENDS.add(self)
+        self._main_lock = threading.Lock()  # one submitter at a time changes __main__
         atexit.register(self.close, kill=True)
 
     @property
@@ -143,7 +138,7 @@ class ProcessesBackend(Backend):
 
     def _submit(self, workload: Workload, seed: int):
         def submit(pool: ProcessPoolExecutor, piece: tuple[int, int]):
-            with _main_script_hidden():  # workers start on submit
+            with _main_script_hidden(self._main_lock):  # workers start on submit
                 future = pool.submit(_count_task, workload, piece[0], piece[1], seed)
             with contextlib.suppress(RuntimeError):  # changed size meanwhile: seen next time
                 self._seen.update(pool._processes or {})  # noqa: SLF001 - to say how one died
@@ -211,7 +206,7 @@ class ProcessesBackend(Backend):
             with self._lock:
                 self._active -= 1
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         # The inherited pool's manager thread does not exist here and its workers are the
         # parent's: keep it out of reach (never shut down, never collected, so nothing is sent to
         # the parent's workers), and start afresh on first use.
@@ -226,14 +221,4 @@ class ProcessesBackend(Backend):
         self._seen = {}
         self._active = 0
         self._lock = threading.RLock()
-
-
-def _after_fork_in_child() -> None:
-    global _main_lock
-    _main_lock = threading.Lock()
-    for backend in list(_BACKENDS):
-        backend._after_fork_in_child()  # noqa: SLF001
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+        self._main_lock = threading.Lock()

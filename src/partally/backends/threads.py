@@ -12,9 +12,7 @@ and starts its own on first use.
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from partally._machine import cores
@@ -24,7 +22,6 @@ from partally.workloads import Workload
 
 _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's time
 
-_BACKENDS: weakref.WeakSet[ThreadsBackend] = weakref.WeakSet()
 
 
 class ThreadsBackend(Backend):
@@ -37,7 +34,6 @@ class ThreadsBackend(Backend):
     def __init__(self) -> None:
         self._pool_: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        _BACKENDS.add(self)
 
     def _pool(self) -> ThreadPoolExecutor:
         """The shared pool (one thread per core at most, started as tasks need them)."""
@@ -64,17 +60,8 @@ class ThreadsBackend(Backend):
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         # The inherited pool's threads do not exist here, and its lock may have been held by a
         # thread that does not exist either: start afresh (the old pool is dropped, not shut down).
         self._lock = threading.Lock()
         self._pool_ = None
-
-
-def _after_fork_in_child() -> None:
-    for backend in list(_BACKENDS):
-        backend._after_fork_in_child()  # noqa: SLF001
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

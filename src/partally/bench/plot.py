@@ -29,7 +29,7 @@ def require_matplotlib() -> None:
 
 
 def plot(data: dict[str, Any], path: str) -> None:
-    """Write the figure for ``data`` (``_bench_report.report(...)``) to ``path`` (png, svg, pdf)."""
+    """Write the figure for ``data`` (``partally.bench.report.report(...)``) to ``path`` (png, svg, pdf)."""
     require_matplotlib()
     from matplotlib.figure import Figure
 

@@ -31,6 +31,16 @@ from partally.backends._common import capped_workers, paced_slices
 from partally.backends.base import Backend, PerWorkload
 from partally.workloads import Workload
 
+_CHUNKS_PER_WORKER = 4  # static schedule: a little slack for uneven chunks (primes)
+_FORK_REFUSAL = (
+    "this process was forked (os.fork) after Numba's GNU OpenMP threads had started in its "
+    "parent, and they do not survive fork (libgomp would kill this process); start workers "
+    "with the 'spawn' or 'forkserver' start method, use another backend ('native', "
+    "'processes'), or set NUMBA_THREADING_LAYER=workqueue (fork-safe, not thread-safe) "
+    "before the first run"
+)
+
+
 def _fork_safe_layer() -> bool:
     """Whether Numba's threading layer in use survives fork (tbb, workqueue, Intel OpenMP)."""
     try:
@@ -43,17 +53,6 @@ def _fork_safe_layer() -> bool:
         return getattr(omppool, "openmp_vendor", "GNU") != "GNU"  # Intel OpenMP survives fork
     except Exception:  # noqa: BLE001 - unknown: refuse rather than be killed
         return False
-
-
-def _fork_refusal() -> str:
-    """Why Numba's parallel kernels cannot run in a process forked after they started."""
-    return (
-        "this process was forked (os.fork) after Numba's GNU OpenMP threads had started in its "
-        "parent, and they do not survive fork (libgomp would kill this process); start workers "
-        "with the 'spawn' or 'forkserver' start method, use another backend ('native', "
-        "'processes'), or set NUMBA_THREADING_LAYER=workqueue (fork-safe, not thread-safe) "
-        "before the first run"
-    )
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -107,8 +106,6 @@ def _import_failure(exc: ImportError, interrupted: bool) -> str:
         )
     return f"numba is installed but failed to import ({type(exc).__name__}: {exc})"
 
-_CHUNKS_PER_WORKER = 4  # static schedule: a little slack for uneven chunks (primes)
-
 
 class NumbaBackend(Backend):
     name = "numba"
@@ -120,6 +117,7 @@ class NumbaBackend(Backend):
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
         self._refused: dict[str, str | None] = {}  # by Workload.key
+        self._imported = False  # numba imported in this process (that cannot be undone)
         self._import_interrupted = False  # a Ctrl-C cut an import of numba short in this process
         self._forked_after_launch = False  # forked after Numba's parallel threads had started
 
@@ -131,12 +129,14 @@ class NumbaBackend(Backend):
     def _fork_refusal(self) -> str | None:
         """Why Numba's parallel kernels cannot run in this forked process, or None."""
         if self._forked_after_launch and not _fork_safe_layer():
-            return _fork_refusal()
+            return _FORK_REFUSAL
         return None
 
     def unavailable(self) -> str | None:
         """Why numba cannot run here, or None. A Ctrl-C during the import is raised (never a
-        verdict), and no verdict is kept: each call looks again."""
+        verdict), and only a successful import is kept: a failed one is tried again."""
+        if self._imported:  # the hot path: no signal handler to swap on every call
+            return self._fork_refusal()
         try:
             with _noting_ctrl_c() as ctrl_c:
                 import numba  # noqa: F401
@@ -148,6 +148,7 @@ class NumbaBackend(Backend):
         except KeyboardInterrupt:
             self._import_interrupted = True
             raise
+        self._imported = True
         return self._fork_refusal()
 
     def supports(self, workload: Workload) -> str | None:

@@ -23,7 +23,6 @@ from partally.workloads import Workload
 _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's time
 
 
-
 class ThreadsBackend(Backend):
     name = "threads"
     family = "Python"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,7 +46,7 @@ class Workload:
     cuda_kernel: str | None = None  # the extern "C" kernel in kernels/counting.cu, if any
     builtin: bool = False
     python_loop: Callable[[int, int, int], int] | None = None  # a loop of its own (count's)
-    cache_key: str = ""  # what its calibration is cached under (default: its name)
+    cache_key: str = ""  # what is kept per workload is kept under this (default: its name)
     calibration_s: float = 3.0  # auto's budget for timing every backend on it
     function: Callable[[int, int], Any] | None = None  # the user's function (None: a built-in)
 
@@ -68,17 +69,14 @@ class Workload:
 
     @property
     def key(self) -> str:
-        """What ``auto``'s calibration of it is cached under."""
+        """Its identity for what is kept per workload: ``auto``'s calibration, compiled kernels,
+        refusals (a user workload's name and a hash of its code)."""
         return self.cache_key or self.name
 
-    @property
+    @functools.cached_property  # written to the instance __dict__: fine on a frozen dataclass
     def predicate(self) -> Callable[[int, int], Any]:
         """The per-element predicate in Python ints (built once, then kept)."""
-        found = self.__dict__.get("_predicate")
-        if found is None:
-            found = self.element(int, as_is)
-            object.__setattr__(self, "_predicate", found)
-        return found
+        return self.element(int, as_is)
 
     def compiled_seed(self, seed: int) -> int:
         """``seed`` (in [0, 2**64)) as the compiled backends pass it: as is, or as int64."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 _FALSE = ("", "0", "false", "no", "off")
 
@@ -21,6 +22,14 @@ def flag(name: str) -> bool:
 def text(name: str) -> str | None:
     """The environment variable ``name``, stripped; None when unset or blank."""
     return os.environ.get(name, "").strip() or None
+
+
+def cache_folder() -> Path:
+    """Where partally keeps what it measured and compiled: platformdirs' user cache folder
+    (``$XDG_CACHE_HOME/partally`` on Linux)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("partally")
 
 
 @dataclass(frozen=True)

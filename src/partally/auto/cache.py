@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from partally._machine import cores, cpu_device, gpu_names
+from partally._settings import cache_folder
 from partally.auto.calibration import Calibration
 from partally.auto.models import Model
 
@@ -51,18 +52,11 @@ def machine_key() -> dict[str, object]:
     }
 
 
-def default_directory() -> Path:
-    """platformdirs' user cache directory for partally."""
-    import platformdirs
-
-    return platformdirs.user_cache_path("partally")
-
-
 class CalibrationCache:
     """The calibrations of this machine, in one JSON file under ``directory``."""
 
     def __init__(self, directory: Path | None = None, key: Mapping[str, object] | None = None):
-        self.directory = default_directory() if directory is None else Path(directory)
+        self.directory = cache_folder() if directory is None else Path(directory)
         self.key = dict(machine_key() if key is None else key)
 
     @property

@@ -23,6 +23,7 @@ from types import ModuleType
 import numpy as np
 from numba import njit, types
 
+from partally._settings import cache_folder
 from partally.workloads import Workload
 from partally.workloads.user import digest
 
@@ -57,22 +58,12 @@ def count(lo, hi, seed, chunks):
 
 def _folder() -> Path | None:
     """A writable folder for kernel sources and Numba's cache of them, or None."""
-    import platformdirs
-
-    for folder in (
-        os.environ.get("PARTALLY_KERNEL_CACHE"),
-        platformdirs.user_cache_path("partally") / "numba-kernels",
-    ):
-        if not folder:
-            continue
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                return folder
-        except OSError:
-            continue
-    return None
+    folder = cache_folder() / "numba-kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
 
 
 def _module(workload: Workload) -> ModuleType:

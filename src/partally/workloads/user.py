@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -161,26 +162,35 @@ def payload(function: Callable) -> bytes:
     import cloudpickle
 
     module = sys.modules.get(getattr(function, "__module__", "") or "")
-    by_value = module is not None and _users_own(module)
-    if by_value:
-        cloudpickle.register_pickle_by_value(module)
-    try:
+    if module is None or not _users_own(module):
         return cloudpickle.dumps(function)
-    finally:
-        if by_value:
+    with _by_value:  # cloudpickle's register is process-wide: one pickler at a time changes it
+        cloudpickle.register_pickle_by_value(module)
+        try:
+            return cloudpickle.dumps(function)
+        finally:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+_by_value = threading.Lock()
 
 
 def _users_own(module: types.ModuleType) -> bool:
     """Whether ``module`` is the user's code: a file outside the installed packages."""
-    import sysconfig
-
     path = getattr(module, "__file__", None)
     if module.__name__ == "__main__" or path is None:
         return False  # cloudpickle sends __main__'s functions by value already
-    installed = {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")}
     path = os.path.realpath(path)
-    return not any(path.startswith(os.path.realpath(folder) + os.sep) for folder in installed)
+    return not any(path.startswith(folder) for folder in _installed_folders())
+
+
+@functools.cache
+def _installed_folders() -> tuple[str, ...]:
+    """Where installed packages and the standard library live, each ending in a separator."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return tuple(os.path.realpath(paths[key]) + os.sep for key in ("purelib", "platlib", "stdlib"))
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,7 +9,7 @@ interpolates; past the largest it extrapolates the last line (the large-n overhe
 the smallest the first. A backend's first call in a process (JIT compile or load, pool or context
 start) is timed separately as ``startup`` and kept out of the fit.
 
-Bounds: about ``BUDGET_S`` seconds for all backends of one workload (a one-time JIT compile on
+Bounds: about ``Workload.calibration_s`` seconds for all backends of one workload (a one-time JIT compile on
 the very first run on a machine can add to it; one-time starts are outside the budget). A
 backend's ladder stops once one run takes ``ENOUGH_S`` and the time grows with n (so work, not a
 stall of a busy machine, dominates), or when the next size would not fit its share of the budget.
@@ -41,7 +41,6 @@ from partally.backends import get as get_backend
 from partally.backends import names as backend_names
 from partally.workloads import Workload
 
-BUDGET_S = 3.0  # all backends of one workload
 ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long
 LADDER = (32, *(10**k for k in range(2, 13)))
 HANDOFF_S = 20e-6  # least cost of handing work to a pool thread or process (measured: 0.3 ms)
@@ -224,17 +223,19 @@ def calibrate(
     workload: Workload,
     names: Iterable[str] | None = None,
     *,
-    budget: float = BUDGET_S,
+    budget: float | None = None,
     workers: int | None = None,
     backends: Mapping[str, Backend] | None = None,
     startups: dict[str, float] | None = None,
     ray_connected: bool = False,
 ) -> Calibration:
-    """Time every available backend (or ``names``) on ``workload`` and fit their models.
+    """Time every available backend (or ``names``) on ``workload`` and fit their models, in about
+    ``budget`` seconds (default: the workload's ``calibration_s``).
 
     ``backends`` maps names to backends instead of the registry (tests use fakes); ``startups``
     holds the one-time starts already measured in this process, and gets the new ones.
     """
+    budget = workload.calibration_s if budget is None else budget
     workers = workers or cores()
     startups = {} if startups is None else startups
     if backends is not None:

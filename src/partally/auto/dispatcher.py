@@ -162,7 +162,6 @@ class Dispatcher:
     def _measure(self, workload: Workload) -> Calibration:
         return self._calibrate(
             workload,
-            budget=workload.calibration_s,
             startups=self._startups,
             ray_connected=self.settings.ray_connected,
         )

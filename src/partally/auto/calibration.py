@@ -206,10 +206,7 @@ def candidates(
             skipped[name] = "not timed: no Ray cluster connected (set RAY_ADDRESS)"
             continue
         try:
-            backend = get_backend(name)
-            reason = backend.unavailable()
-            if reason is None:
-                reason = backend.supports(workload)
+            reason = get_backend(name).refusal(workload)
         except Exception as exc:  # a probe must not stop the others  # noqa: BLE001
             reason = f"its availability probe failed: {exc!r}"
         if reason is None:

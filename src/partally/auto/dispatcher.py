@@ -126,8 +126,7 @@ class Dispatcher:
         key = (name, workload.key)
         if key not in self._available:
             try:
-                backend = get_backend(name)
-                self._available[key] = backend.unavailable() or backend.supports(workload)
+                self._available[key] = get_backend(name).refusal(workload)
             except Exception as exc:  # a probe must never stop the dispatch  # noqa: BLE001
                 self._available[key] = f"its availability probe failed: {exc!r}"
         return self._available[key]

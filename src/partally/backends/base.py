@@ -79,6 +79,10 @@ class Backend:
         """Why it cannot run ``workload``; None if it can. Never raises."""
         return None
 
+    def refusal(self, workload: Workload) -> str | None:
+        """Why it cannot run ``workload`` here: not available here, or not for this workload."""
+        return self.unavailable() or self.supports(workload)
+
     def device(self) -> str:
         """What it runs on, e.g. ``'CPU: AMD EPYC (2 cores)'``."""
         return cpu_device()

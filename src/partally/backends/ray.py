@@ -139,7 +139,7 @@ def _worker_kernel(workload: Workload | None = None) -> str:
     """The fastest CPU backend available in this (worker) process that runs ``workload``."""
     for name in _KERNELS:
         backend = get_backend(name)
-        if backend.unavailable() is None and (workload is None or not backend.supports(workload)):
+        if (backend.unavailable() if workload is None else backend.refusal(workload)) is None:
             return name
     return "python"
 

@@ -260,7 +260,7 @@ class _References:
             return None
         backend = get(name)
         try:
-            if backend.unavailable() or backend.supports(workload):
+            if backend.refusal(workload):
                 return None
             return int(backend.count(workload, 0, n, workers=self._workers, seed=SEED))
         except Exception:

@@ -257,13 +257,16 @@ def _connect() -> Any:
         return ray
 
 
-def shutdown() -> None:
-    """Stop the local Ray this process started (nothing if it connected to someone else's)."""
+def shutdown(*, ours_only: bool = True) -> None:
+    """Stop the local Ray this process started (nothing if it connected to someone else's);
+    ``ours_only=False``: disconnect whatever it is connected to (a cluster whose head is gone),
+    so that the next call connects afresh."""
     global _started_here
     with _lock:
-        if not _started_here:
+        if ours_only and not _started_here:
             return
         _started_here = False
+        _remote.cache_clear()
         import ray
 
         ray.shutdown()
@@ -363,7 +366,7 @@ def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> i
     except _HeadLost:
         pending = []  # nothing to cancel: the cluster that ran them is gone
         where = _address() or head
-        _drop_connection()
+        shutdown(ours_only=False)
         raise RuntimeError(
             f"lost the Ray cluster at {where} mid-run: its head (GCS at {head}) has not answered "
             f"for {_HEAD_LOST_S:g} s; the count was not finished. Check the head node "
@@ -379,17 +382,6 @@ def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> i
         for ref in pending:  # Ctrl-C or an error: nothing left running, no partial sum
             ray.cancel(ref)
     return total
-
-
-def _drop_connection() -> None:
-    """Disconnect from a cluster whose head is gone, so that the next call connects afresh."""
-    global _started_here
-    import ray
-
-    with _lock:
-        _started_here = False
-        _remote.cache_clear()
-        ray.shutdown()
 
 
 class RayBackend(Backend):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from partally import _format
+from partally._machine import cores
 from partally.bench import run as _bench
 from partally.cli.args import BadArgument, check_writable, error
 from partally.cli.args import workload_argument
@@ -141,7 +142,7 @@ def _check(args: argparse.Namespace) -> _Plan:
     repeat = number(args.repeat, "--repeat") if args.repeat else (
         GUIDE_REPEAT if args.guide else repeat_default)
     workers = number(args.workers, "--workers") if args.workers else (
-        GUIDE_TASKS if args.guide else _default_workers())
+        GUIDE_TASKS if args.guide else cores())
     budget = _budget(args)
 
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
@@ -152,12 +153,6 @@ def _check(args: argparse.Namespace) -> _Plan:
 
     backends, unavailable = _bench.select_backends(requested, workloads)
     return _Plan(workloads, sizes, backends, unavailable, repeat, workers, budget)
-
-
-def _default_workers() -> int:
-    from partally._machine import cores
-
-    return cores()
 
 
 def _budget(args: argparse.Namespace) -> float:

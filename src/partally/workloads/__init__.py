@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from partally.workloads.base import INDEX_LIMIT, Workload
 from partally.workloads.builtin import BUILTINS, PRIMES_LIMIT
+from partally.workloads.user import workload, wrap
 
 __all__ = ["BUILTINS", "INDEX_LIMIT", "PRIMES_LIMIT", "Workload", "names", "resolve", "workload"]
-
-from partally.workloads.user import workload  # noqa: E402
 
 
 def names() -> list[str]:
@@ -31,8 +30,6 @@ def resolve(workload: object) -> Workload:
             raise ValueError(f"unknown workload {workload!r}; expected one of {names()}")
         return found
     if callable(workload):
-        from partally.workloads.user import wrap
-
         return wrap(workload)
     raise TypeError(
         f"workload must be one of {names()}, a function f(i, seed) or a Workload, "

@@ -16,7 +16,7 @@ import pytest
 
 from partally.workloads import BUILTINS, resolve
 
-from reference import count_range
+from reference import count_range, loop_count
 
 pytestmark = [
     pytest.mark.cudasim,
@@ -120,4 +120,4 @@ def test_user_workloads_as_device_functions(index, seed):
     example = _examples()[index]
     lo, hi = 10**6, 10**6 + 300  # the simulator runs about a thousand elements a second
     got = numba_cuda.count(example, lo, hi, workers=1, seed=seed, blocks=2, threads=32)
-    assert got == example.count_range(lo, hi, seed)
+    assert got == loop_count(example.function, lo, hi, seed)

@@ -19,7 +19,7 @@ from partally.workloads import BUILTINS, resolve
 import partally
 from partally.backends import get as get_backend
 from partally.backends import ray as ray_module
-from reference import WORKLOADS, count_range
+from reference import NAMES, PI_3E9_SEED_3, count_range, loop_count
 
 pytestmark = pytest.mark.ray
 
@@ -134,7 +134,7 @@ def test_workers_run_the_fastest_kernel(local_ray):
 
 
 @needs_ray
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", NAMES)
 @pytest.mark.parametrize(
     ("lo", "hi", "seed"),
     [(0, 0, 0), (0, 1, 0), (0, 2000, 0), (7, 3001, 12345), (2**32 - 2500, 2**32, 2**64 - 1)],
@@ -144,10 +144,10 @@ def test_equals_reference(local_ray, workload, lo, hi, seed):
 
 
 @needs_ray
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", NAMES)
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_many_small_chunks_equal_reference(local_ray, monkeypatch, workload, workers):
-    workload = dataclasses.replace(workload, task_min=7)  # cut even short ranges into 4 per CPU
+    short = dataclasses.replace(resolve(workload), task_min=7)  # cut even short ranges into 4 per CPU
     in_flight = []
     wait = local_ray.wait
 
@@ -157,7 +157,7 @@ def test_many_small_chunks_equal_reference(local_ray, monkeypatch, workload, wor
 
     monkeypatch.setattr(local_ray, "wait", spy)
     lo, hi = 2**31 - 1000, 2**31 + 1001
-    assert backend.count(workload, lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
+    assert backend.count(short, lo, hi, workers=workers, seed=99) == count_range(workload, lo, hi, 99)
     assert in_flight and max(in_flight) <= workers  # `workers` caps the tasks at once
 
 
@@ -175,7 +175,7 @@ def test_known_values_through_compute(local_ray, workload, n, expected):
 @needs_proc
 def test_a_killed_worker_is_retried_and_the_count_stays_exact(local_ray):
     n = 3 * 10**9  # 24 chunks of ~0.1 s on 2 CPUs
-    expected = get_backend("numba").count(BUILTINS["pi"], 0, n, workers=2, seed=3)
+    expected = PI_3E9_SEED_3
     result, killed = {}, []
 
     def run():
@@ -288,7 +288,7 @@ def _sevens(i, seed):
 def test_a_user_workload_runs_on_ray(local_ray):
     workload = partally.workload(_sevens)
     lo, hi = 2**33, 2**33 + 50_000
-    expected = workload.count_range(lo, hi, 5)
+    expected = loop_count(_sevens, lo, hi, 5)
     assert backend.count(workload, lo, hi, workers=2, seed=5) == expected
 
 

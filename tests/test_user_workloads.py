@@ -16,6 +16,7 @@ from partally.auto.cache import CalibrationCache
 from partally.backends import get
 from partally._settings import Settings
 from partally.workloads.user import digest
+from reference import loop_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # the examples
@@ -56,14 +57,14 @@ def own_dispatcher(tmp_path):
     workers=st.integers(min_value=1, max_value=3),
 )
 def test_examples_match_the_python_loop(name, example, lo, size, seed, workers):
-    expected = example.count_range(lo, lo + size, seed)
+    expected = loop_count(example.function, lo, lo + size, seed)
     assert get(name).count(example, lo, lo + size, workers=workers, seed=seed) == expected
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_examples_through_compute(name):
     for example in EXAMPLES:
-        expected = example.count_range(0, 30_000, 7)
+        expected = loop_count(example.function, 0, 30_000, 7)
         assert partally.compute(30_000, name, example, seed=7) == expected
 
 
@@ -129,7 +130,22 @@ def test_cache_key_follows_the_code(tmp_path):
         exec(compile(source.format(k=k), str(tmp_path / "f.py"), "exec"), namespace)
         keys.append(partally.workload(namespace["f"]).key)
     assert keys[0] == keys[1] != keys[2]
-    assert digest(long_collatz.function) == digest(long_collatz.function)
+
+
+def test_the_digest_is_the_same_in_another_process():
+    """The disk cache is keyed by it: a new Python must find what the last one kept."""
+    code = (
+        "from examples.collatz import long_collatz\n"
+        "from partally.workloads.user import digest\n"
+        "print(digest(long_collatz.function), long_collatz.key)\n"
+    )
+    seen = set()
+    for hash_seed in ("1", "2"):  # str hashes differ between the two, as between any two runs
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, env=_env(PYTHONHASHSEED=hash_seed))
+        assert done.returncode == 0, done.stderr
+        seen.add(tuple(done.stdout.split()))
+    assert seen == {(digest(long_collatz.function), long_collatz.key)}
 
 
 def test_auto_calibrates_a_user_workload_once(own_dispatcher, tmp_path):

@@ -335,11 +335,54 @@ def test_references_known_python_and_agreement():
     assert value is None and "disagree" in source
 
 
-def test_one_implementation_alone_is_unverified(monkeypatch):
+def test_one_implementation_alone_is_checked_on_a_sample(monkeypatch):
+    """Only C++ counted 3e7: native must match pure Python on random sub-ranges; its total is
+    then the reference, and the reference says what was compared."""
     monkeypatch.setattr(bench_run, "CHECKERS", ())
     refs = bench_run._References(workers=2)
     value, source = refs.resolve(PI, 3 * 10**7, {"native": 5, "ray": 5})
+    assert value == 5 and source.startswith("sample: native matched the pure-Python count on 3")
+    assert "counted by C++ alone" in source
+
+
+class OffByOneOnOdd(Backend):
+    """A C++-family backend that counts one too many wherever lo is odd."""
+
+    name = "offbyone"
+    family = "C++"
+
+    def count(self, workload, lo, hi, *, workers, seed):
+        return workload.count_range(lo, hi, seed) + lo % 2
+
+
+def test_a_sample_that_disagrees_with_python_is_a_mismatch(monkeypatch, register):
+    register("offbyone", OffByOneOnOdd)
+    monkeypatch.setattr(bench_run, "CHECKERS", ())
+    refs = bench_run._References(workers=2)
+    value, source = refs.resolve(PI, 3 * 10**7, {"offbyone": 5})
+    assert value is None and source.startswith("sample check failed: offbyone counted")
+
+
+def test_python_alone_is_unverified(monkeypatch):
+    monkeypatch.setattr(bench_run, "CHECKERS", ())
+    refs = bench_run._References(workers=2)
+    value, source = refs.resolve(PI, 3 * 10**7, {"processes": 5, "ray": 5})
     assert value is None and source.startswith("unverified")
+
+
+def test_the_footnote_names_what_was_compared():
+    agree = "agreement of 2 implementations (C++: native; Numba: numba)"
+    sample = "sample: numba matched the pure-Python count on 3 random sub-ranges of 9 elements"
+    rows = [
+        {"n": n, "status": bench_run.OK, "reference": reference, "flat": False,
+         "python_extrapolated": False, "backend": name}
+        for n, reference in ((10**7, agree), (10**8, agree), (10**9, sample))
+        for name in ("numba", "native")
+    ]
+    text = " ".join(bench_report.notes(rows, "pi"))
+    assert f"at n = 1e7, 1e8, {agree}." in text
+    assert f"at n = 1e9, {sample}." in text
+    assert "(Python, Numba, C++)" not in text
 
 
 # ----------------------------------------------------------------------------- the report

@@ -197,6 +197,8 @@ def _check(row: dict[str, Any]) -> str:
             return "✓ agree"
         if reference.startswith("pure-Python"):
             return "✓ python"
+        if reference.startswith("sample"):
+            return "✓ sample"
         return "✓ known" if reference == "known value" else "✓ n"
     return {UNVERIFIED: "? unverified", MISMATCH: "WRONG", ERROR: "ERROR", SKIPPED: "-"}[status]
 
@@ -252,11 +254,15 @@ def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
             f"skipped: {len(skipped)} runs predicted (from smaller n) to take more than "
             f"{budget} each."
         )
-    if any(row["reference"].startswith("agreement") for row in rows):
-        lines.append(
-            "✓ agree: too large to count in pure Python, and no known value: checked by the "
-            "agreement of independent implementations (Python, Numba, C++)."
-        )
+    for check, prefix, words in (
+        ("agree", "agreement", "past the pure-Python reference's budget, and no known value: "
+         "checked by the agreement of independent implementations"),
+        ("sample", "sample", "past the pure-Python reference's budget, no known value, and "
+         "only one implementation (not Python) counted it"),
+    ):
+        compared = _compared(rows, prefix)
+        if compared:
+            lines.append(f"✓ {check}: {words}: {compared}.")
     if any(row["backend"] == AUTO for row in rows):
         lines.append(
             "auto: compute(n, backend=\"auto\"), with the dispatcher's choice after →; its "
@@ -264,6 +270,20 @@ def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
         )
     lines.append("spread: (slowest - fastest) / median of the runs.")
     return lines
+
+
+def _compared(rows: list[dict[str, Any]], prefix: str) -> str:
+    """What was compared at the sizes whose reference starts with ``prefix``, sizes grouped."""
+    sizes: dict[str, list[int]] = {}
+    for row in rows:
+        if row["status"] == OK and row["reference"].startswith(prefix):
+            found = sizes.setdefault(row["reference"], [])
+            if row["n"] not in found:
+                found.append(row["n"])
+    return "; ".join(
+        f"at n = {', '.join(size(n) for n in found)}, {reference}"
+        for reference, found in sizes.items()
+    )
 
 
 def _description(data: dict[str, Any], workload: str) -> str:

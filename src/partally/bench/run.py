@@ -16,8 +16,12 @@ before its time is reported; the reference is the first of these that applies:
    kernels (``native``, ``cuda``) are three code paths; the same wrong count from two of them is
    unlikely. A backend's result votes only if that backend matched the reference at every smaller
    size of this run; ``numba`` and ``native`` are run, untimed, as checkers when they are not being
-   benchmarked. Disagreement makes every result at that size a mismatch; with fewer than two
-   implementations able to run, results are reported as unverified.
+   benchmarked. Disagreement makes every result at that size a mismatch;
+4. a sample, where only one implementation other than Python counted the size: that backend
+   counts ``SAMPLE_RANGES`` random sub-ranges of [0, n) (within ``REFERENCE_BUDGET_S`` of pure
+   Python between them) and must match the pure-Python count on each. That checks the
+   implementation, not the whole range's total, and the row says so ("✓ sample"). Where only the
+   Python predicates, or nothing, counted the size, its results are reported as unverified.
 
 A (backend, n) whose predicted time per call exceeds the budget is skipped, and said so. The
 prediction is t(n) = overhead + n / rate through that backend's two largest smaller sizes (timed
@@ -28,6 +32,7 @@ warm-up probes at 10**3 and 10**4, the fastest of three calls each, seed it), so
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +45,7 @@ AUTO = "auto"
 CHECKERS = ("native", "numba")  # run untimed to cross-check large sizes when not benchmarked
 
 REFERENCE_BUDGET_S = 0.5
+SAMPLE_RANGES = 3
 
 DEFAULT_WORKLOADS = ("count", "primes", "pi")
 DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
@@ -248,9 +254,39 @@ class _References:
             return None, f"independent implementations disagree ({found})"
         if len(votes) >= 2:
             return values.pop(), f"agreement of {len(votes)} implementations ({who})"
+        if len(votes) == 1 and "Python" not in votes:
+            name = next(iter(voters.values()))[0].removesuffix(" (untimed check)")
+            return self._sample(name, workload, n, values.pop())
         return None, (
             "unverified: fewer than two independent implementations could count this size "
             f"({who or 'none'})"
+        )
+
+    def _sample(
+        self, name: str, workload: Workload, n: int, total: int
+    ) -> tuple[int | None, str]:
+        """``total`` (backend ``name``'s count at n) if that backend matches pure Python on
+        random sub-ranges of [0, n); else None and the sub-range where they differ."""
+        from partally.backends import get
+
+        length = max(1, min(n, int(REFERENCE_BUDGET_S / SAMPLE_RANGES / workload.python_cost_s)))
+        draw = random.Random(f"{workload.key}:{n}")  # the same sub-ranges on every run
+        for _ in range(SAMPLE_RANGES):
+            lo = draw.randrange(n - length + 1)
+            hi = lo + length
+            try:
+                got = int(get(name).count(workload, lo, hi, workers=self._workers, seed=SEED))
+            except Exception as exc:
+                return None, f"sample check failed: {name} on [{lo}, {hi}): {_one_line(exc)}"
+            python = workload.count_range(lo, hi, SEED)
+            if got != python:
+                return None, (
+                    f"sample check failed: {name} counted {got} on [{lo}, {hi}), "
+                    f"pure Python {python}"
+                )
+        return total, (
+            f"sample: {name} matched the pure-Python count on {SAMPLE_RANGES} random sub-ranges "
+            f"of {length:,} elements; the whole range was counted by {_family(name)} alone"
         )
 
     def _checker(self, name: str, workload: Workload, n: int) -> int | None:

@@ -16,6 +16,7 @@ from partally._errors import BackendUnavailable, WorkloadError
 from partally.workloads import Workload, workload
 
 if TYPE_CHECKING:
+    from partally.io.engine import IOResult, amap_io, map_io
     from partally.io.fetch import FetchResult, afetch_all, fetch_all
 
 __all__ = [
@@ -23,23 +24,34 @@ __all__ = [
     "BackendUnavailable",
     "Explanation",
     "FetchResult",
+    "IOResult",
     "Workload",
     "WorkloadError",
     "afetch_all",
+    "amap_io",
     "backends",
     "compute",
     "explain",
     "fetch_all",
+    "map_io",
     "workload",
 ]
 
 
-_LAZY = {"FetchResult", "afetch_all", "fetch_all"}  # the IO side imports httpx: only when used
+# The IO side, imported when first used: fetch imports httpx, the engine asyncio.
+_LAZY = {
+    "FetchResult": "fetch",
+    "IOResult": "engine",
+    "afetch_all": "fetch",
+    "amap_io": "engine",
+    "fetch_all": "fetch",
+    "map_io": "engine",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from partally.io import fetch
+        import importlib
 
-        return getattr(fetch, name)
+        return getattr(importlib.import_module(f"partally.io.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'partally' has no attribute {name!r}")

@@ -5,10 +5,13 @@ Every path answers after ``latency`` (+ up to ``jitter``) seconds with ``size`` 
 
 - ``?latency=S``, ``?size=B``, ``?status=C``: override the defaults for this request;
 - ``?fail_first=K``: answer 503 to the first K requests for this path and query;
+- ``?set_cookie=V``: send ``Set-Cookie: V`` with the answer (the app lists every ``Cookie``
+  header it is sent, in `cookies`: a client that keeps no cookies sends none);
 - a query value out of range (a latency that is not a finite number >= 0, a size or fail_first
   that is not a whole number >= 0, a status outside 200..599) is answered at once with a 400
   that says which;
 - ``/close``: promise ``size`` bytes, send half of them and close the connection;
+- ``/echo``: JSON with the request's method, headers and body (as text), after ``latency``;
 - ``/stats``: JSON with the requests seen, those in flight now and the most ever in flight.
 
 The app counts in-flight requests itself, so tests can check a client's concurrency bound; a
@@ -27,8 +30,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,7 @@ class TestApp:
     in_flight: int = 0
     max_in_flight: int = 0
     hits: Counter[str] = field(default_factory=Counter)
+    cookies: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter"):
@@ -104,6 +106,7 @@ class TestApp:
         self.requests = 0
         self.max_in_flight = self.in_flight
         self.hits.clear()
+        self.cookies.clear()
 
     def stats(self) -> dict[str, int]:
         return {
@@ -122,10 +125,30 @@ class TestApp:
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.cookies += [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
         try:
+            if path == "/echo":
+                await self._echo(scope, receive, send)
+                return
             await self._answer(path, query, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _echo(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        echo = {
+            "method": scope["method"],
+            "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+            "body": body.decode("utf-8", "replace"),
+        }
+        await _respond(send, 200, json.dumps(echo).encode(), "application/json")
 
     async def _answer(self, path: str, query: str, receive: Any, send: Any) -> None:
         params = {k: v[-1] for k, v in parse_qs(query).items()}
@@ -155,10 +178,11 @@ class TestApp:
             # Returning with the body unfinished makes uvicorn drop the connection.
             await _body(send, size // 2, more=True)
             return
+        extra = ((b"set-cookie", params["set_cookie"].encode()),) if "set_cookie" in params else ()
         if status in (204, 304) or size <= CHUNK:
-            await _respond(send, status, b"" if status in (204, 304) else b"x" * size)
+            await _respond(send, status, b"" if status in (204, 304) else b"x" * size, extra=extra)
             return
-        await send(_start(status, "text/plain", size))
+        await send(_start(status, "text/plain", size, extra))
         await _body(send, size)
 
 
@@ -175,8 +199,11 @@ async def _client_left(receive: Any, delay: float) -> bool:
     return bool(done)
 
 
-def _start(status: int, content_type: str, length: int) -> dict[str, Any]:
+def _start(
+    status: int, content_type: str, length: int, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> dict[str, Any]:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
+    headers += list(extra)
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 
@@ -189,8 +216,14 @@ async def _body(send: Any, size: int, more: bool = False) -> None:
     await send({"type": "http.response.body", "body": piece[:size], "more_body": more})
 
 
-async def _respond(send: Any, status: int, body: bytes, content_type: str = "text/plain") -> None:
-    await send(_start(status, content_type, len(body)))
+async def _respond(
+    send: Any,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain",
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    await send(_start(status, content_type, len(body), extra))
     await send({"type": "http.response.body", "body": body})
 
 
@@ -269,14 +302,14 @@ def running_server(
     app = TestApp(**settings)
     sock = _free_socket(host)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_config(app, host, port, log_level))
+    ready = threading.Event()
+    server = _Server(_config(app, host, port, log_level), ready.set)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        while not server.started:
+        while not ready.wait(0.05):
             if not thread.is_alive():
                 raise RuntimeError(f"the test server on {host}:{port} failed to start")
-            threading.Event().wait(0.005)
         yield RunningServer(app, base_url(host, port))
     finally:
         server.should_exit = True
@@ -291,26 +324,23 @@ def server_process(*, latency: float = 0.05, size: int = 1024) -> Iterator[str]:
     Benchmarks use this, so that the server does not share the client's GIL; it does not watch
     for disconnects.
     """
-    sock = _free_socket("127.0.0.1")
-    sock.listen(4096)
+    sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     argv = [sys.executable, "-m", "partally.io.server", "--fd", str(sock.fileno())]
     argv += ["--latency", str(latency), "--size", str(size)]
-    child = subprocess.Popen(argv, pass_fds=[sock.fileno()])
+    child = subprocess.Popen(argv, pass_fds=[sock.fileno()], stdout=subprocess.PIPE)
+    hang = threading.Timer(60, child.kill)  # a child that never says "ready" is killed
+    hang.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the listening socket accepts at once; wait until the app answers
-            try:
-                with urllib.request.urlopen(f"{url}/stats", timeout=1):
-                    break
-            except OSError:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the test server process failed to start") from None
-                time.sleep(0.02)
+        if child.stdout.readline() != b"ready\n":  # type: ignore[union-attr]  # once it answers
+            raise RuntimeError("the test server process failed to start")
+        hang.cancel()
         yield url
     finally:
+        hang.cancel()
         child.terminate()
         child.wait(10)
+        child.stdout.close()  # type: ignore[union-attr]
         sock.close()
 
 
@@ -343,13 +373,21 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m partally.io.server --fd N``: what `server_process` runs, for benchmarks."""
+    """``python -m partally.io.server --fd N``: what `server_process` runs, for benchmarks.
+
+    Prints "ready" on stdout once the server answers."""
     parser = argparse.ArgumentParser(prog="python -m partally.io.server")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--size", type=int, default=1024)
     args = parser.parse_args(argv)
-    serve(latency=args.latency, size=args.size, fd=args.fd, watch_disconnects=False)
+    serve(
+        latency=args.latency,
+        size=args.size,
+        fd=args.fd,
+        watch_disconnects=False,
+        ready=lambda: print("ready", flush=True),
+    )
 
 
 if __name__ == "__main__":

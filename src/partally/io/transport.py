@@ -10,12 +10,18 @@ pool's own objects once per client, not once per request.
 
 aiohttp's and urllib3's errors become httpx's, most specific first (see `_AIOHTTP_ERRORS` and
 `_URLLIB3_ERRORS`), so the retry policy in `partally.io.fetch` reads httpx's exceptions only.
+
+Both transports behave as HTTP clients do where a server is within its rights: a pooled keep-alive
+connection that the server closed meanwhile is retried once on another connection (idempotent
+methods, as aiohttp does itself), header lines up to 64 KiB are read (as http.client reads
+them), and header bytes >= 0x80 are kept as they came (latin-1), never an encoding error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import http.client
 import socket
 import ssl
 import threading
@@ -36,7 +42,10 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-__all__ = ["AiohttpTransport", "Urllib3Transport", "ssl_context"]
+__all__ = ["AiohttpTransport", "IDEMPOTENT_METHODS", "Urllib3Transport", "ssl_context"]
+
+IDEMPOTENT_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE"})  # urllib3's
+MAX_HEADER_LINE = 65536  # bytes: what http.client (urllib3) reads; aiohttp's default was 8190
 
 
 @functools.cache
@@ -79,6 +88,60 @@ _URLLIB3_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 ]
 
 
+# A request sent on a pooled connection that the server had closed (its FIN not yet seen when the
+# connection left the pool) fails before any answer, with one of these inside urllib3's error.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class _Sent(threading.local):
+    """Whether this thread's last request went out on a connection that had carried one before."""
+
+    reused = False
+
+
+_SENT = _Sent()
+
+
+class _Reuse:
+    """Mixed into urllib3's connections: records, per thread, whether a request reuses one."""
+
+    sock: Any
+    _partally_used = False
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._partally_used = False
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _SENT.reused = self.sock is not None and self._partally_used
+        self._partally_used = True
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _Connection(_Reuse, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _TLSConnection(_Reuse, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+def _stale(exc: urllib3.exceptions.HTTPError) -> bool:
+    """True if `exc` is a pooled connection found closed by the server before any answer."""
+    if not (_SENT.reused and isinstance(exc, ProtocolError)):
+        return False
+    cause = exc.args[1] if len(exc.args) > 1 else exc.__context__
+    return isinstance(cause, _STALE)
+
+
 class _Stream(httpx.SyncByteStream):
     def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
@@ -99,31 +162,44 @@ class Urllib3Transport(httpx.BaseTransport):
     """Send httpx requests through one `urllib3.PoolManager` of up to `limit` connections a host."""
 
     def __init__(self, limit: int) -> None:
+        self._limit = limit
         self._pool = urllib3.PoolManager(maxsize=limit, ssl_context=ssl_context())
+        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
         self._timeout = _timeouts(lambda connect, read, pool: urllib3.Timeout(connect, read))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        try:
-            # What PoolManager.urlopen does, less parsing the URL again (the costliest step).
-            pool = self._pool.connection_from_host(url.host, url.port, url.scheme)
-            response = pool.urlopen(
-                request.method,
-                url.raw_path.decode("ascii"),
-                body=request.read() or None,
-                headers=dict(request.headers.items()),
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=False,
-                decode_content=False,
-                timeout=self._timeout(request),
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise _mapped(exc, _URLLIB3_ERRORS) from exc
+        # A stale pooled connection is retried on the next one, at most as many times as the pool
+        # holds connections (each failure drops one), then once more on a new connection.
+        stale_retries = self._limit + 1 if request.method in IDEMPOTENT_METHODS else 0
+        while True:
+            try:
+                # What PoolManager.urlopen does, less parsing the URL again (the costliest step).
+                pool = self._pool.connection_from_host(url.host, url.port, url.scheme)
+                response = pool.urlopen(
+                    request.method,
+                    url.raw_path.decode("ascii"),
+                    body=request.read() or None,
+                    headers=dict(request.headers.items()),
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    preload_content=False,
+                    decode_content=False,
+                    timeout=self._timeout(request),
+                )
+                break
+            except urllib3.exceptions.HTTPError as exc:
+                if stale_retries and _stale(exc):
+                    stale_retries -= 1
+                    continue
+                raise _mapped(exc, _URLLIB3_ERRORS) from exc
+        # http.client decoded the header bytes as latin-1: encode them back the same way (httpx
+        # encodes a str as ASCII, and a UTF-8 Location failed the URL with UnicodeEncodeError).
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         return httpx.Response(
             response.status,
-            headers=list(response.headers.items()),
+            headers=headers,
             stream=_Stream(response),
             extensions={"reason_phrase": response.reason.encode() if response.reason else b""},
         )
@@ -240,7 +316,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             resolver=_resolver(),
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
         )
         return self._session
 

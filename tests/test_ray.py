@@ -203,11 +203,11 @@ def test_ctrl_c_cancels_the_tasks(local_ray):
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         backend.count(BUILTINS["primes"], 0, 2**32, workers=2, seed=0)  # minutes of work
-    assert time.perf_counter() - started < 3
-    # the cancelled tasks free their CPUs at once: a small count is not stuck behind them
+    assert time.perf_counter() - started < 20  # a hang bound: the count takes minutes
+    # the cancelled tasks free their CPUs: a small count is not stuck behind minutes of them
     started = time.perf_counter()
     assert backend.count(BUILTINS["pi"], 0, 10**6, workers=2, seed=0) == 785806
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 30
 
 
 @needs_ray
@@ -229,12 +229,11 @@ def test_connects_to_the_cluster_in_ray_address(local_ray):
 @pytest.mark.parametrize("listener", ["closed port", "silent server"])
 def test_unreachable_ray_address_fails_fast(listener):
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
+    server.bind(("127.0.0.1", 0))  # kept bound: no one else can take the port meanwhile
     port = server.getsockname()[1]
-    if listener == "closed port":
-        server.close()
-    else:
+    if listener == "silent server":
         server.listen(8)  # accepts connections (the kernel does) and never answers
+    # else: bound but not listening, the kernel refuses connections as for a closed port
     code = (
         "import partally\n"
         "try:\n"
@@ -256,13 +255,13 @@ def test_unreachable_ray_address_fails_fast(listener):
 @needs_proc
 def test_local_ray_is_started_once_and_gone_after_exit():
     code = (
-        "import os, partally, time\n"
-        "from partally.backends import get\n"
+        "import partally, ray\n"
+        "from partally.backends import ray as backend\n"
         "assert partally.compute(10**6, backend='ray', workload='pi') == 785806\n"
-        "started = time.perf_counter()\n"
+        "first = ray.get_runtime_context().gcs_address\n"
         "assert partally.compute(10**6, backend='ray', workload='pi') == 785806\n"
-        "print(time.perf_counter() - started)\n"
-        "print(__import__('partally.backends.ray', fromlist=['x']).worker_info()[1])\n"
+        "print(first == ray.get_runtime_context().gcs_address)\n"
+        "print(backend.worker_info()[1])\n"
     )
     process = start_python(code, env=_env())
     seen = set()
@@ -271,8 +270,8 @@ def test_local_ray_is_started_once_and_gone_after_exit():
         time.sleep(0.05)
     stdout, stderr = process.communicate()
     assert process.returncode == 0, stderr
-    second_call, worker = stdout.split()
-    assert float(second_call) < 2  # the same Ray, not a new one
+    same_ray, worker = stdout.split()
+    assert same_ray == "True"  # the second call used the Ray the first one started
     assert int(worker) in seen
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not all(_gone(pid) for pid in seen):

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -182,14 +183,14 @@ def test_device_never_raises_for_an_unreachable_cluster():
     why = _missing_ray()
     if why:
         pytest.skip(why)
-    from ray_cluster import free_port
-
-    address = f"127.0.0.1:{free_port()}"  # nothing listens there
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    code = "from partally.backends import get\nprint(get('ray').device())\n"
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                          env={**env, "RAY_ADDRESS": address})
+    with socket.socket() as closed:  # bound, never listening: refused, and no one else's
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+        env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+        code = "from partally.backends import get\nprint(get('ray').device())\n"
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=30, env={**env, "RAY_ADDRESS": address})
     assert done.returncode == 0, done.stderr[-3000:]
     assert time.perf_counter() - started < 15
     said = f"Ray cluster at {address} (not connected yet; cannot ask it now:"
@@ -246,7 +247,10 @@ def test_the_head_lost_mid_run_fails_clearly_and_soon():
         )
         try:
             _wait_ready(driver)
-            time.sleep(1)
+            deadline = time.monotonic() + 30
+            while not doomed.nodes[0].running(TASK_TITLE):  # the run under way on the head
+                assert driver.poll() is None and time.monotonic() < deadline, "no task on the head"
+                time.sleep(0.01)
             doomed.nodes[0].kill()  # the head: GCS, raylet, its workers
             killed = time.monotonic()
             stdout, stderr = driver.communicate(timeout=60)

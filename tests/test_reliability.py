@@ -143,7 +143,7 @@ def test_huge_workers_on_threads_is_capped():
     get_backend("threads").close()
     n = 1_000_000
     assert partally.compute(n, backend="threads", workload="count", workers=10**6) == n
-    deadline = time.monotonic() + 2  # a closed pool's threads (an earlier test's) finish first
+    deadline = time.monotonic() + 30  # a closed pool's threads (an earlier test's) finish first
     while len(partally_threads()) > cores() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(partally_threads()) <= cores(), partally_threads()
@@ -188,7 +188,7 @@ def test_huge_n_keeps_memory_flat_and_stops_on_ctrl_c(backend):
     while time.monotonic() < deadline and run.poll() is None:
         peak = max(peak, rss_mb(run.pid))
         time.sleep(0.1)
-    stderr = interrupt(run, within=8)
+    stderr = interrupt(run, within=30)
     assert run.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert peak < 200, f"RSS reached {peak:.0f} MB"

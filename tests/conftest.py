@@ -2,7 +2,6 @@ import os
 import signal
 import tempfile
 
-import pytest
 
 # partally caches calibrations and compiled kernels in the user cache folder: the tests use a
 # folder of their own, so that they neither read nor write the user's (subprocesses inherit it).
@@ -20,11 +19,3 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 # ignored, in pytest and in every Python it starts: the Ctrl-C tests would then wait forever.
 # Handle it as an interactive run does (children get the default action back at exec).
 signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-@pytest.fixture
-def quick_backoff(monkeypatch):
-    """fetch_all's retries wait a millisecond, not a tenth of a second and more."""
-    from partally.io import fetch
-
-    monkeypatch.setattr(fetch, "BACKOFF", 0.001)

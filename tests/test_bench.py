@@ -254,8 +254,8 @@ def io_bench(monkeypatch):
     """The IO bench replaced by a stub: returns the arguments it was called with."""
     seen = {}
 
-    def run_io_bench(requests, latency, limit, console=None):
-        seen.update(requests=requests, latency=latency, limit=limit)
+    def run_io_bench(requests, latency, limit, size, keep, console=None):
+        seen.update(requests=requests, latency=latency, limit=limit, size=size, keep=keep)
         return [{"mode": "asyncio", "seconds": 0.5}]
 
     monkeypatch.setitem(sys.modules, "partally.bench.io",
@@ -266,15 +266,16 @@ def io_bench(monkeypatch):
 def test_bench_io_calls_the_io_bench(io_bench, tmp_path):
     path = tmp_path / "io.json"
     assert main(["bench-io", "--json", str(path)]) == 0
-    assert io_bench == {"requests": 1000, "latency": 0.05, "limit": 100}
+    assert io_bench == {"requests": 1000, "latency": 0.05, "limit": 100, "size": 10240, "keep": True}
     data = json.loads(path.read_text())
     assert data["io"] == [{"mode": "asyncio", "seconds": 0.5}]
     assert data["schema"] == bench_report.SCHEMA and data["config"]["io"] is True
 
 
 def test_bench_io_takes_its_options(io_bench):
-    assert main(["bench-io", "--requests", "10", "--latency", "0", "--limit", "5"]) == 0
-    assert io_bench == {"requests": 10, "latency": 0.0, "limit": 5}
+    argv = ["--requests", "10", "--latency", "0", "--limit", "5", "--size", "3", "--discard-bodies"]
+    assert main(["bench-io", *argv]) == 0
+    assert io_bench == {"requests": 10, "latency": 0.0, "limit": 5, "size": 3, "keep": False}
 
 
 def test_bench_io_refuses_an_unwritable_json_before_any_work(io_bench, capsys):

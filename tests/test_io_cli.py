@@ -18,19 +18,16 @@ import pytest
 from helpers import has_ipv6_loopback
 from rich.console import Console
 
-from partally.cli import io as _io_cli
-from partally.io import fetch as _fetch
 from partally.bench.io import run_io_bench
+from partally.cli import io as _io_cli
+from partally.io import engine
 from partally.io.server import running_server
 
-
-pytestmark = pytest.mark.usefixtures("quick_backoff")
 
 @pytest.fixture(scope="module")
 def server():
     with running_server(latency=0.0, size=10) as running:
         yield running
-
 
 
 def run(*argv: str) -> int:
@@ -40,8 +37,8 @@ def run(*argv: str) -> int:
     return args.func(args)
 
 
-def test_modes_match_fetch():
-    assert _io_cli.MODES == _fetch.MODES
+def test_modes_match_the_engine():
+    assert _io_cli.MODES == engine.MODES
 
 
 @pytest.mark.parametrize("mode", _io_cli.MODES)
@@ -52,22 +49,60 @@ def test_fetch_summarises(server, capsys, mode):
     assert "requests/s" in out
 
 
-def test_fetch_lists_failures_writes_json_and_exits_1(server, capsys, tmp_path):
+def test_fetch_lists_failures_writes_json_lines_and_exits_1(server, capsys, tmp_path):
     urls = tmp_path / "urls.txt"
     urls.write_text(f"# a comment\n{server.url}/ok\n\n{server.url}/x?status=404\nftp://127.0.0.1/\n")
-    out_json = tmp_path / "out.json"
-    assert run("fetch", "--file", str(urls), "--json", str(out_json)) == 1
+    out_json = tmp_path / "out.jsonl"
+    assert run("fetch", "--file", str(urls), "--results", str(out_json)) == 1
     out = capsys.readouterr().out
     assert "1 ok, 2 failed" in out
     assert f"{server.url}/x?status=404: HTTP 404 Not Found" in out
     assert "ftp://127.0.0.1/: unsupported scheme 'ftp'" in out
-    rows = json.loads(out_json.read_text())
+    rows = [json.loads(line) for line in out_json.read_text().splitlines()]
     assert [(r["status"], r["ok"], r["bytes"]) for r in rows] == [
         (200, True, 10),
         (404, False, 10),
         (None, False, 0),
     ]
-    assert set(rows[0]) == {"url", "status", "bytes", "elapsed", "error", "ok"}
+    assert set(rows[0]) == {"url", "ok", "status", "bytes", "elapsed", "attempts", "error", "final_url", "path"}
+
+
+def test_fetch_sends_the_method_headers_and_body_asked_for(server, tmp_path, capsys):
+    base = f"{server.url}/echo"
+    assert run("fetch", base, "--json", '{"a": 1}', "-H", "X-One: 1", "--output", str(tmp_path)) == 0
+    echo = json.loads((tmp_path / "echo").read_text())
+    assert echo["method"] == "POST" and echo["body"] == '{"a": 1}'
+    assert echo["headers"]["content-type"] == "application/json" and echo["headers"]["x-one"] == "1"
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"from a file")
+    folder = tmp_path / "put"
+    folder.mkdir()
+    assert run("fetch", base, "--method", "put", "--data", f"@{data}", "--output", str(folder)) == 0
+    echo = json.loads((folder / "echo").read_text())
+    assert echo["method"] == "PUT" and echo["body"] == "from a file"
+    folder = tmp_path / "get"
+    folder.mkdir()
+    assert run("fetch", base, "-H", "X-Two: 2", "--output", str(folder), "--rate", "50") == 0
+    echo = json.loads((folder / "echo").read_text())
+    assert echo["method"] == "GET" and echo["headers"]["x-two"] == "2"
+
+
+def test_fetch_output_writes_each_body_to_a_file(server, tmp_path, capsys):
+    urls = [f"{server.url}/a.txt?size=3", f"{server.url}/b?size=70000"]
+    assert run("fetch", *urls, "--output", str(tmp_path)) == 0
+    assert (tmp_path / "a.txt").read_bytes() == b"xxx"
+    assert (tmp_path / "b").stat().st_size == 70000
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(server):
+    urls = [f"{server.url}/p{i}" for i in range(_io_cli.PROGRESS_AFTER + 5)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "partally", "fetch", *urls]
+    piped = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""
+    tty = subprocess.run(argv, env={**env, "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"},
+                         capture_output=True, text=True, timeout=120)
+    assert tty.returncode == 0 and "fetching (asyncio)" in tty.stderr
 
 
 def test_fetch_shows_at_most_20_failures(capsys):
@@ -98,9 +133,18 @@ def test_fetch_shows_at_most_20_failures(capsys):
         (["fetch", "--retries", "1.5", "http://127.0.0.1/"], "--retries must be"),
         (["fetch", "--retries", "101", "http://127.0.0.1/"], "--retries must be"),
         (["fetch", "--retries", "x", "http://127.0.0.1/"], "--retries must be"),
-        (["fetch", "--json", "/nonexistent/out.json", "http://127.0.0.1/"], "folder '/nonexistent' does not exist"),
-        (["fetch", "--json", "/", "http://127.0.0.1/"], "is a directory"),
-        (["fetch", "--json", "", "http://127.0.0.1/"], "--json: give a file name"),
+        (["fetch", "--results", "/nonexistent/out.json", "http://127.0.0.1/"], "folder '/nonexistent' does not exist"),
+        (["fetch", "--results", "/", "http://127.0.0.1/"], "is a directory"),
+        (["fetch", "--results", "", "http://127.0.0.1/"], "--results: give a file name"),
+        (["fetch", "--json", "{nope", "http://127.0.0.1/"], "--json must be JSON text"),
+        (["fetch", "--json", "1", "--data", "x", "http://127.0.0.1/"], "give --data or --json, not both"),
+        (["fetch", "--data", "@/nonexistent/body", "http://127.0.0.1/"], "cannot read --data @/nonexistent/body"),
+        (["fetch", "--header", "no colon", "http://127.0.0.1/"], "--header must be 'Name: value'"),
+        (["fetch", "--header", ": v", "http://127.0.0.1/"], "--header must be 'Name: value'"),
+        (["fetch", "--method", "GE T", "http://127.0.0.1/"], "--method must be a method name"),
+        (["fetch", "--rate", "0", "http://127.0.0.1/"], "--rate must be a number of requests per second > 0"),
+        (["fetch", "--rate", "inf", "http://127.0.0.1/"], "--rate must be"),
+        (["fetch", "--output", "/nonexistent/dir", "http://127.0.0.1/"], "--output must be an existing folder"),
         (["serve", "--fail-rate", "1.5"], "--fail-rate must be in [0, 1]"),
         (["serve", "--size", "-1"], "--size must be >= 0"),
         (["serve", "--port", "70000"], "--port must be in 0..65535"),
@@ -119,21 +163,21 @@ def test_fetch_with_a_bad_host_fails_alone_not_the_batch(server, capsys):
     assert "2 ok, 1 failed" in out and "http://xn--zz.localhost/: invalid URL" in out
 
 
-def test_fetch_json_to_an_unwritable_path_stops_before_any_request(capsys, tmp_path):
+def test_fetch_results_to_an_unwritable_path_stops_before_any_request(capsys, tmp_path):
     with running_server(latency=0.0, size=10) as fresh:
         missing = tmp_path / "no" / "such" / "out.json"
-        assert run("fetch", f"{fresh.url}/a", "--json", str(missing)) == 2
+        assert run("fetch", f"{fresh.url}/a", "--results", str(missing)) == 2
         assert fresh.app.requests == 0  # checked before the fetch, as `bench` does
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("partally fetch: error: --json: cannot write")
+    assert err.count("\n") == 1 and err.startswith("partally fetch: error: --results: cannot write")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_fetch_json_that_fails_late_is_one_line_not_a_traceback(server, capsys):
-    assert run("fetch", f"{server.url}/a", "--json", "/dev/full") == 2  # ENOSPC at write time
+def test_fetch_results_that_fail_late_are_one_line_not_a_traceback(server, capsys):
+    assert run("fetch", f"{server.url}/a", "--results", "/dev/full") == 2  # ENOSPC at write time
     out, err = capsys.readouterr()
     assert "1 ok, 0 failed" in out  # the summary still came
-    assert err.strip().startswith("partally fetch: error: --json: cannot write '/dev/full'")
+    assert err.strip().startswith("partally fetch: error: --results: cannot write '/dev/full'")
 
 
 def test_fetch_timeout_and_retries(server, capsys):
@@ -142,9 +186,8 @@ def test_fetch_timeout_and_retries(server, capsys):
     assert run("fetch", url, "--retries", "0") == 1
     assert run("fetch", url + "&again", "--retries", "1") == 0
     assert server.app.hits["/r?fail_first=1"] == 1 and server.app.hits["/r?fail_first=1&again"] == 2
-    start = time.perf_counter()
-    assert run("fetch", f"{server.url}/slow?latency=2", "--timeout", "0.1", "--retries", "0") == 1
-    assert time.perf_counter() - start < 1.5 and "ReadTimeout" in capsys.readouterr().out
+    assert run("fetch", f"{server.url}/slow?latency=60", "--timeout", "0.1", "--retries", "0") == 1
+    assert "ReadTimeout" in capsys.readouterr().out  # a hang would be pytest's 300 s timeout
     for none in ("inf", "none", "1e300"):
         assert run("fetch", f"{server.url}/a?latency=0.05", "--timeout", none) == 0
 
@@ -175,12 +218,10 @@ def test_fetch_ctrl_c_exits_130_promptly_without_a_traceback(server, mode):
         while started() < (1 if mode == "sequential" else 20):
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.01)
-        start = time.perf_counter()
         child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=10)  # no leftover thread keeps it alive
+        _, err = child.communicate(timeout=20)  # no leftover thread keeps it alive (answers: 30 s)
     finally:
         child.kill()
-    assert time.perf_counter() - start < 3
     assert child.returncode == 130
     assert b"Traceback" not in err and err.strip().endswith(b"partally: interrupted")
 
@@ -237,35 +278,17 @@ def test_bad_mode_is_refused_by_argparse(capsys):
 
 
 def test_serve_runs_until_ctrl_c():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    port = _free_port()
-    argv = [sys.executable, "-m", "partally", "serve", "--port", str(port), "--latency", "0"]
-    child = subprocess.Popen([*argv, "--size", "4"], env=env, stderr=subprocess.PIPE)
+    child = _serve("--port", "0", "--size", "4")
+    timer = threading.Timer(60, child.kill)
+    timer.start()
     try:
-        body = _wait_for(f"http://127.0.0.1:{port}/")
-        assert body == b"xxxx"
+        url = _serving_line(child).split()[1]
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == b"xxxx"
     finally:
+        timer.cancel()
         child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=10)
-    assert err.decode().startswith(f"serving http://127.0.0.1:{port}/")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str) -> bytes:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        child.communicate(timeout=30)
 
 
 def test_io_bench_rows_and_table():

@@ -30,9 +30,12 @@ def run_io_bench(
     requests: int = 1000,
     latency: float = 0.05,
     limit: int = 100,
+    size: int = 10240,
+    keep: bool = True,
     console: rich.console.Console | None = None,
 ) -> list[dict[str, Any]]:
-    """Start the local server, fetch in each mode, print a table and return its rows.
+    """Start the local server (answers of `size` bytes), fetch in each mode, print a table and
+    return its rows. `keep=False` counts the bodies without keeping them.
 
     The ideal is requests × latency for sequential and ceil(requests / limit) × latency for the
     concurrent modes. Sequential fetches at most as many URLs as take 2 s at the ideal; threads
@@ -46,14 +49,14 @@ def run_io_bench(
 
     console = console or Console()
     rows = []
-    with server_process(latency=latency) as base:
+    with server_process(latency=latency, size=size) as base:
         for mode, count, workers in _plan(requests, latency, limit):
             urls = [f"{base}/{i}" for i in range(count)]
-            fetch_all(urls[:workers], mode, limit=limit)  # warm up: imports, first connections
+            fetch_all(urls[:workers], mode, limit=limit, keep=keep)  # warm up: imports, connections
             times, failed = [], 0
             for _ in range(REPEATS):
                 start = time.perf_counter()
-                results = fetch_all(urls, mode, limit=limit)
+                results = fetch_all(urls, mode, limit=limit, keep=keep)
                 times.append(time.perf_counter() - start)
                 failed += sum(not r.ok for r in results)
             seconds = statistics.median(times)
@@ -70,7 +73,11 @@ def run_io_bench(
                     "failed": failed,
                 }
             )
-    table = Table(title=f"fetch_all against a local server, latency {latency * 1000:g} ms")
+    kept = "kept" if keep else "counted, not kept"
+    table = Table(
+        title=f"fetch_all against a local server, latency {latency * 1000:g} ms, "
+        f"{size:,}-byte bodies ({kept})"
+    )
     for name in ("mode", "requests", "workers", "time (s)", "ideal (s)", "× ideal", "requests/s"):
         table.add_column(name, justify="left" if name == "mode" else "right")
     for row in rows:

@@ -6,8 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from partally.cli.args import BadArgument, check_writable, error
-from partally.cli.args import positive
+from partally.cli.args import BadArgument, check_writable, count_argument, error, positive
 
 
 def _latency(text: str) -> float:
@@ -31,7 +30,13 @@ def _run(args: argparse.Namespace) -> int:
             check_writable("--json", args.json)
         except BadArgument as exc:
             return error("bench-io", str(exc))
-    config = {"requests": args.requests, "latency": args.latency, "limit": args.limit}
+    config = {
+        "requests": args.requests,
+        "latency": args.latency,
+        "limit": args.limit,
+        "size": args.size,
+        "keep": not args.discard_bodies,
+    }
     rows = run_io_bench(console=Console(), **config)
     if args.json:
         data = {
@@ -60,6 +65,12 @@ def add_command(commands: Any) -> None:
     )
     bench_io.add_argument(
         "--limit", type=positive, default=100, help="requests in flight (default 100)"
+    )
+    bench_io.add_argument(
+        "--size", type=count_argument, default=10240, help="body size in bytes (default 10240)"
+    )
+    bench_io.add_argument(
+        "--discard-bodies", action="store_true", help="count each body without keeping it"
     )
     bench_io.add_argument("--json", metavar="FILE", help="write the rows and the machine as JSON")
     bench_io.set_defaults(func=_run)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
 from partally.cli.args import BadArgument, check_writable, error
 
-MODES = ("asyncio", "threads", "sequential")  # partally.io.fetch.MODES, without importing httpx here
-SHOWN_FAILURES = 20  # the summary lists this many failures; --json has them all
+MODES = ("asyncio", "threads", "sequential")  # partally.io.engine.MODES, without importing it here
+SHOWN_FAILURES = 20  # the summary lists this many failures; --results has them all
 MAX_RETRIES = 100
+PROGRESS_AFTER = 20  # a progress bar for batches of more URLs than this, on a terminal
+_METHOD = re.compile(r"^[A-Za-z]+$")
 
 
 def _read_urls(args: argparse.Namespace) -> list[str]:
@@ -53,13 +56,94 @@ def _retries(text: str) -> int:
     return int(text)
 
 
+def _rate(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise BadArgument(f"--rate must be a number of requests per second > 0, got {text!r}")
+    return value
+
+
+def _headers(lines: list[str]) -> list[tuple[str, str]]:
+    headers = []
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip() or not name.strip().isascii() or " " in name.strip():
+            raise BadArgument(f"--header must be 'Name: value', got {line!r}")
+        headers.append((name.strip(), value.strip()))
+    return headers
+
+
+def _body(args: argparse.Namespace) -> tuple[bytes | None, str | None]:
+    """(the request body, its Content-Type) from --data or --json; --data @FILE reads FILE."""
+    if args.data is not None and args.json is not None:
+        raise BadArgument("give --data or --json, not both")
+    if args.json is not None:
+        try:
+            json.loads(args.json)
+        except ValueError as exc:
+            raise BadArgument(f"--json must be JSON text, got {args.json!r} ({exc})") from None
+        return args.json.encode(), "application/json"
+    if args.data is None:
+        return None, None
+    if args.data.startswith("@"):
+        try:
+            with open(args.data[1:], "rb") as file:
+                return file.read(), None
+        except OSError as exc:
+            raise BadArgument(f"cannot read --data {args.data}: {exc.strerror or exc}") from None
+    return args.data.encode(), None
+
+
+def _requests(urls: list[str], method: str, body: bytes | None) -> list[Any]:
+    """The URLs as they are (GETs), or as httpx requests when a method or body is asked for."""
+    if method == "GET" and body is None:
+        return urls
+    import httpx
+
+    requests: list[Any] = []
+    for url in urls:
+        try:
+            requests.append(httpx.Request(method, url, content=body))
+        except Exception:  # a malformed URL: passed on as it is, fetch_all says why it failed
+            requests.append(url)
+    return requests
+
+
+def _row(result: Any) -> dict[str, Any]:
+    return {
+        "url": result.url,
+        "ok": result.ok,
+        "status": result.status,
+        "bytes": result.bytes,
+        "elapsed": result.elapsed,
+        "attempts": result.attempts,
+        "error": result.error,
+        "final_url": result.final_url,
+        "path": result.path,
+    }
+
+
 def _fetch(args: argparse.Namespace) -> int:
     try:
         if args.limit < 1:
             raise BadArgument(f"--limit must be >= 1, got {args.limit}")
-        timeout, retries = _timeout(args.timeout), _retries(args.retries)
-        if args.json is not None:
-            check_writable("--json", args.json)
+        timeout, retries, rate = _timeout(args.timeout), _retries(args.retries), _rate(args.rate)
+        headers = _headers(args.header)
+        body, content_type = _body(args)
+        if content_type and not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", content_type))
+        method = (args.method or ("POST" if body is not None else "GET")).upper()
+        if not _METHOD.match(method):
+            raise BadArgument(f"--method must be a method name such as GET or POST, got {args.method!r}")
+        if args.results is not None:
+            check_writable("--results", args.results)
+        if args.output is not None and not os.path.isdir(args.output):
+            raise BadArgument(f"--output must be an existing folder, got {args.output!r}")
         urls = _read_urls(args)
         if not urls:
             raise BadArgument("no URLs: give them as arguments or with --file FILE")
@@ -72,17 +156,22 @@ def _fetch(args: argparse.Namespace) -> int:
 
     from partally.io.fetch import fetch_all
 
-    console = Console(soft_wrap=True)
+    console, status = Console(soft_wrap=True), Console(stderr=True)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    shown = status.is_terminal and len(urls) > PROGRESS_AFTER
+    with Progress(*columns, console=status, transient=True, disable=not shown) as progress:
         task = progress.add_task(f"fetching ({args.mode})", total=len(urls))
         start = time.perf_counter()
         results = fetch_all(
-            urls,
+            _requests(urls, method, body),
             args.mode,
             limit=args.limit,
             timeout=timeout,
             retries=retries,
+            rate=rate,
+            headers=headers or None,
+            keep=False,
+            output=args.output,
             on_result=lambda _: progress.advance(task),
         )
         elapsed = time.perf_counter() - start
@@ -98,15 +187,14 @@ def _fetch(args: argparse.Namespace) -> int:
         console.print(f"  [red]✗[/] {escape(result.url)}: {escape(str(result.error))}", highlight=False)
     if len(failures) > SHOWN_FAILURES:
         more = len(failures) - SHOWN_FAILURES
-        console.print(f"  ... and {more} more" + ("" if args.json else " (--json FILE lists all)"))
-    if args.json:
-        rows: list[dict[str, Any]] = [{**asdict(r), "ok": r.ok} for r in results]
+        console.print(f"  ... and {more} more" + ("" if args.results else " (--results FILE lists all)"))
+    if args.results:
         try:
-            with open(args.json, "w", encoding="utf-8") as out:
-                json.dump(rows, out, indent=1)
-                out.write("\n")
+            with open(args.results, "w", encoding="utf-8") as out:
+                for result in results:
+                    out.write(json.dumps(_row(result)) + "\n")
         except OSError as exc:  # checked before the fetch, but a disk can fill or a folder go
-            return error("fetch", f"--json: cannot write {args.json!r}: {exc.strerror or exc}")
+            return error("fetch", f"--results: cannot write {args.results!r}: {exc.strerror or exc}")
     return 1 if failures else 0
 
 
@@ -159,18 +247,27 @@ def add_io_commands(subparsers: Any) -> None:
     """Register ``fetch`` and ``serve`` on the ``partally`` command's subparsers."""
     fetch = subparsers.add_parser(
         "fetch",
-        help="fetch URLs concurrently with httpx: a progress bar, then a summary",
-        description="Fetch URLs with httpx and summarise. Exit status 1 if any failed.",
+        help="send HTTP requests concurrently with httpx: a progress bar, then a summary",
+        description="Send a request to each URL with httpx and summarise; each body is counted, "
+        "or written to a file with --output. Exit status 1 if any failed.",
     )
     fetch.add_argument("urls", nargs="*", metavar="URL", help="http or https URLs")
     fetch.add_argument("--file", metavar="FILE", help="read URLs from FILE, one a line ('#' comments)")
     fetch.add_argument("--mode", default="asyncio", choices=MODES, help="default: asyncio")
     fetch.add_argument("--limit", type=int, default=50, metavar="K", help="at most K in flight (50)")
+    fetch.add_argument("--rate", metavar="R", help="at most R requests started per second, evenly")
     fetch.add_argument("--timeout", default="10", metavar="SECONDS",
                        help="bound on each step of a request, > 0; inf for none (10)")
     fetch.add_argument("--retries", default="2", metavar="K",
-                       help=f"retries of a timeout, connection error or 5xx, 0..{MAX_RETRIES} (2)")
-    fetch.add_argument("--json", metavar="FILE", help="write every result to FILE as JSON")
+                       help=f"retries of a connection error, timeout, 429 or 5xx, 0..{MAX_RETRIES} (2)")
+    fetch.add_argument("--method", metavar="METHOD", help="GET, or POST with --data/--json")
+    fetch.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'",
+                       help="a header sent with every request (repeat for more)")
+    fetch.add_argument("--data", metavar="DATA", help="the request body (@FILE: FILE's bytes)")
+    fetch.add_argument("--json", metavar="JSON", help="a JSON request body (Content-Type: application/json)")
+    fetch.add_argument("--output", "-o", metavar="DIR",
+                       help="write each body to a file in DIR (named from its URL), streamed")
+    fetch.add_argument("--results", metavar="FILE", help="write every result to FILE as JSON lines")
     fetch.set_defaults(func=_fetch)
 
     serve = subparsers.add_parser(

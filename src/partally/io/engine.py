@@ -281,9 +281,12 @@ class _SyncDriver(Generic[R]):
             self.started = self.active = 1
             self._work()
         else:
-            self._spawn()
             try:
-                self.finished.wait()
+                self._spawn()
+                # In short waits: a Ctrl-C that the kernel hands to a worker thread only sets
+                # Python's flag, and a wait without a timeout would never wake to see it.
+                while not self.finished.wait(0.05):
+                    pass
             except BaseException:
                 with self.lock:  # tells the workers to stop taking items
                     self.batch.failure.append(KeyboardInterrupt())
@@ -402,9 +405,7 @@ class _AsyncDriver(Generic[R]):
                 if len(self.tasks) < self.workers:
                     self._spawn()
                 batch.done(taken[0], await self._one(taken[1]))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # on_result or the input raised
+        except BaseException as exc:  # on_result or the input raised; fn raised CancelledError
             batch.failure.append(exc)
         finally:
             self.active -= 1

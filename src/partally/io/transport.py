@@ -103,19 +103,24 @@ _SENT = _Sent()
 
 
 class _Reuse:
-    """Mixed into urllib3's connections: records, per thread, whether a request reuses one."""
+    """Mixed into urllib3's connections: records, per thread, whether a request reuses one.
+
+    A request reuses the connection if it is open and no connect happened since the last
+    request (plain HTTP connects inside `request`, TLS before it).
+    """
 
     sock: Any
-    _partally_used = False
+    _partally_connects = 0  # connects so far
+    _partally_served = 0  # connects as of the last request
 
     def connect(self) -> None:
+        self._partally_connects += 1
         super().connect()  # type: ignore[misc]
-        self._partally_used = False
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _SENT.reused = self.sock is not None and self._partally_used
-        self._partally_used = True
+        _SENT.reused = self.sock is not None and self._partally_served == self._partally_connects
         super().request(*args, **kwargs)  # type: ignore[misc]
+        self._partally_served = self._partally_connects
 
 
 class _Connection(_Reuse, urllib3.connection.HTTPConnection):

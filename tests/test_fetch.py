@@ -255,6 +255,8 @@ RAW_ANSWERS = {
     "header": b"HTTP/1.1 200 OK\r\nX: " + b"a" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n",
     # The faults of issue 19, each answered by a server within its rights:
     "keepalive": b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    # Answers one request, keeps the connection open, and closes it unanswered at the next one.
+    "oneshot": b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
     "cookie": b"HTTP/1.1 200 OK\r\nSet-Cookie: s=" + b"c" * 9000 + b"\r\nContent-Length: 2\r\n\r\nok",
     "notgzip": b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 12\r\n\r\nnot gzipped!",
     "gzip": b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
@@ -284,6 +286,9 @@ def raw_server():
             name = data.split(b" ")[1].decode().split("/", 2)[1]
             hits[name] = hits.get(name, 0) + 1
             conn.sendall(RAW_ANSWERS[name])
+            if name == "oneshot":
+                conn.recv(65536)  # the next request (or the client's close): closed unanswered
+                return
             conn.shutdown(socket.SHUT_WR)
 
     def accept():
@@ -325,6 +330,32 @@ def test_a_keep_alive_connection_the_server_closed_is_retried_whatever_retries_s
     failed = [r.error for r in results if not r.ok]
     assert not failed, failed[:3]
     assert all(r.content == b"ok" and r.attempts == 1 for r in results)
+
+
+def test_every_pooled_connection_found_closed_is_retried_asyncio(raw_server):
+    # aiohttp retries a dropped idempotent request once: with two pooled connections that the
+    # server closes at their next request, the third request failed.
+    from partally.io.transport import AiohttpTransport
+
+    url, _ = raw_server
+
+    async def get(transport, path):
+        response = await transport.handle_async_request(httpx.Request("GET", f"{url}/{path}"))
+        return await response.aread()
+
+    async def main():
+        async with AiohttpTransport(httpx.Limits(max_connections=2)) as transport:
+            first = await asyncio.gather(get(transport, "oneshot/1"), get(transport, "oneshot/2"))
+            return [*first, await get(transport, "oneshot/3")]
+
+    assert asyncio.run(main()) == [b"ok"] * 3
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_every_pooled_connection_found_closed_is_retried_threads(raw_server, mode):
+    url, _ = raw_server
+    results = fetch_all([f"{url}/oneshot/{i}" for i in range(6)], mode, limit=2, retries=0)
+    assert [r.error for r in results] == [None] * 6
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -781,3 +812,18 @@ def test_files_left_reads_the_limit():
 
     left = files_left()
     assert left is None or left >= 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("encoding", "package"), [("br", "brotli"), ("zstd", "zstandard")])
+def test_brotli_and_zstd_are_asked_for_and_decoded_where_installed(server, raw_server, mode, encoding, package):
+    module = pytest.importorskip(package, reason=f"the decoders extra ({package}) is not installed")
+    body = b"y" * 50_000
+    packed = module.compress(body) if encoding == "br" else module.ZstdCompressor().compress(body)
+    RAW_ANSWERS[f"enc-{encoding}"] = b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        encoding.encode(), len(packed), packed,
+    )
+    url, _ = raw_server
+    decoded, echo = fetch_all([f"{url}/enc-{encoding}", f"{server.url}/echo"], mode)
+    assert decoded.ok and decoded.bytes == 50_000 and decoded.content == body
+    assert encoding in echo.json()["headers"]["accept-encoding"].split(", ")

@@ -29,8 +29,8 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def settled(app: TestApp, seconds: float = 2.0) -> None:
-    """Wait until nothing is in flight on `app`."""
+def settled(app: TestApp, seconds: float = 30.0) -> None:
+    """Wait until nothing is in flight on `app` (a hang bound, not a speed check)."""
     deadline = time.monotonic() + seconds
     while app.in_flight and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -64,15 +64,21 @@ def test_close_sends_half_then_drops_the_connection(server):
 
 def test_counts_requests_and_in_flight(server):
     server.app.reset()
-    threads = [threading.Thread(target=get, args=(server.url + "/c?latency=0.3",)) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.15)
-    status, body = get(server.url + "/stats")
-    assert status == 200 and json.loads(body) == {"requests": 5, "in_flight": 5, "max_in_flight": 5}
-    for thread in threads:
-        thread.join()
-    settled(server.app)  # a client may read its answer before the server's handler returns
+    port = int(server.url.rsplit(":", 1)[1])
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(5)]
+    try:
+        for sock in clients:
+            sock.sendall(b"GET /c?latency=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 30
+        while server.app.in_flight < 5 and time.monotonic() < deadline:  # all five arrived
+            time.sleep(0.005)
+        status, body = get(server.url + "/stats")
+        assert status == 200
+        assert json.loads(body) == {"requests": 5, "in_flight": 5, "max_in_flight": 5}
+    finally:
+        for sock in clients:
+            sock.close()  # the app stops waiting for a client that left
+    settled(server.app)
     assert server.app.stats() == {"requests": 5, "in_flight": 0, "max_in_flight": 5}
     server.app.reset()
     assert server.app.stats() == {"requests": 0, "in_flight": 0, "max_in_flight": 0}
@@ -91,9 +97,7 @@ def test_a_client_that_leaves_is_no_longer_in_flight(server):
 
 def test_fail_rate_and_jitter():
     with running_server(latency=0.0, jitter=0.05, fail_rate=1.0) as failing:
-        start = time.perf_counter()
         assert [get(failing.url + f"/{i}")[0] for i in range(4)] == [500] * 4
-        assert time.perf_counter() - start < 4 * 0.05 + 1
     assert TestApp().latency == 0.05  # the documented defaults
     assert (TestApp().size, TestApp().fail_rate, TestApp().jitter) == (1024, 0.0, 0.0)
 

@@ -19,6 +19,7 @@ import math
 import numbers
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sized
@@ -468,8 +469,18 @@ async def run_async(call: Callable[[Any], Any], items: Iterable[Any], plan: Plan
     return await _AsyncDriver(call, _Batch(plan, items), plan.limit).run()
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (the `uvloop` extra), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 def run_coroutine(coro: Awaitable[T], twin: str) -> T:
-    """`asyncio.run(coro)` from sync code; RuntimeError naming `twin` inside a running loop."""
+    """Run `coro` to its end from sync code, as `asyncio.run` does (on uvloop if installed);
+    RuntimeError naming `twin` inside a running loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -482,7 +493,10 @@ def run_coroutine(coro: Awaitable[T], twin: str) -> T:
             f"mode='asyncio' cannot run inside a running event loop; await {twin}(...) instead"
         )
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        if sys.version_info < (3, 11):  # no asyncio.Runner: asyncio's own loop
+            return asyncio.run(coro)  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(coro)  # type: ignore[arg-type]
     except KeyboardInterrupt as exc:  # asyncio.run chains the workers' CancelledError to it:
         exc.__suppress_context__ = True  # one traceback for one Ctrl-C, not two
         raise

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import importlib.util
 import json
 import numbers
 import os
@@ -56,22 +57,9 @@ _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # never
 def _accept_encoding() -> str:
     """gzip and deflate, and br and zstd where httpx can decode them (their packages installed)."""
     names = ["gzip", "deflate"]
-    try:
-        import brotli  # noqa: F401
-    except ImportError:
-        try:
-            import brotlicffi  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            names.append("br")
-    else:
+    if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi"):
         names.append("br")
-    try:
-        import zstandard  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("zstandard"):
         names.append("zstd")
     return ", ".join(names)
 

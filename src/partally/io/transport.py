@@ -297,11 +297,45 @@ class _AsyncStream(httpx.AsyncByteStream):
         self._response.release()  # closes the connection instead if the body was not all read
 
 
+class _Attempt:
+    """What aiohttp's tracing says of one request: did its last try reuse a pooled connection."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+async def _on_reuse(session: Any, context: Any, params: Any) -> None:
+    context.trace_request_ctx.reused = True
+
+
+async def _on_create(session: Any, context: Any, params: Any) -> None:
+    context.trace_request_ctx.reused = False
+
+
+def _tracing() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig(trace_config_ctx_factory=lambda trace_request_ctx: _Context(trace_request_ctx))
+    trace.on_connection_reuseconn.append(_on_reuse)
+    trace.on_connection_create_end.append(_on_create)
+    return trace
+
+
+class _Context:
+    __slots__ = ("trace_request_ctx",)
+
+    def __init__(self, trace_request_ctx: _Attempt) -> None:
+        self.trace_request_ctx = trace_request_ctx
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one `aiohttp.ClientSession` of up to `max_connections`.
 
     The session keeps no cookies (`aiohttp.DummyCookieJar`): httpx's cookie policy is the only
-    one, and aiohttp's own jar would carry one site's cookies to the next URL.
+    one, and aiohttp's own jar would carry one site's cookies to the next URL. aiohttp retries
+    an idempotent request once when its connection drops; when that retry, too, went out on a
+    pooled connection the server had closed (several can be), it is sent again here, at most as
+    many times as the pool holds connections.
     """
 
     def __init__(self, limits: httpx.Limits) -> None:
@@ -322,6 +356,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            trace_configs=[_tracing()],
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             max_line_size=MAX_HEADER_LINE,
@@ -332,18 +367,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
         body = await request.aread()
-        try:
-            response = await session.request(
-                request.method,
-                yarl.URL(str(request.url), encoded=True),  # quoted by httpx already
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-                data=body or None,
-                allow_redirects=False,
-                compress=False,
-                timeout=self._timeout(request),
-            )
-        except aiohttp.ClientError as exc:
-            raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+        stale_retries = (self._limits.max_connections or 100) + 1
+        if request.method not in IDEMPOTENT_METHODS:
+            stale_retries = 0
+        while True:
+            attempt = _Attempt()
+            try:
+                response = await session.request(
+                    request.method,
+                    yarl.URL(str(request.url), encoded=True),  # quoted by httpx already
+                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                    data=body or None,
+                    allow_redirects=False,
+                    compress=False,
+                    timeout=self._timeout(request),
+                    trace_request_ctx=attempt,
+                )
+                break
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if stale_retries and attempt.reused and not isinstance(exc, aiohttp.ClientConnectorError):
+                    stale_retries -= 1
+                    continue
+                raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+            except aiohttp.ClientError as exc:
+                raise _mapped(exc, _AIOHTTP_ERRORS) from exc
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> None:
 
     n = int(args.n)
     from partally.backends import ray as backend  # the module: its connection and task, timed
+    from partally.backends._cluster import plan
     from partally.workloads import BUILTINS
 
     print(f"ray: {get_backend('ray').device()}")
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
     numba_s, ray_s = statistics.median(numba_runs), statistics.median(ray_runs)
     print(f"load average before: {load}")
     print(f"pi n={n:.0e}: numba 1 worker {numba_s:.3f} s; ray {cpus} workers {ray_s:.3f} s; "
-          f"speed-up {numba_s / ray_s:.2f}x ({len(backend.plan(BUILTINS['pi'], 0, n, cpus))} tasks; "
+          f"speed-up {numba_s / ray_s:.2f}x ({len(list(plan(BUILTINS['pi'], 0, n, cpus)))} tasks; "
           f"median of {args.repeat})")
 
     tiny = median(50, lambda: partally.compute(1000, "ray", "pi"), 786)

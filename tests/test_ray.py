@@ -18,6 +18,7 @@ from partally.workloads import BUILTINS, resolve
 
 import partally
 from partally.backends import get as get_backend
+from partally.backends import _cluster
 from partally.backends import ray as ray_module
 from reference import NAMES, PI_3E9_SEED_3, count_range, loop_count
 
@@ -118,10 +119,14 @@ def test_import_partally_does_not_import_ray():
 
 
 def test_plan_covers_the_range_in_a_few_chunks_per_cpu():
-    assert ray_module.plan(BUILTINS["pi"], 0, 10**9, 2) == [(k * 125_000_000, (k + 1) * 125_000_000) for k in range(8)]
-    assert ray_module.plan(BUILTINS["pi"], 5, 1000, 16) == [(5, 1000)]  # too short to be worth a second task
-    assert ray_module.plan(BUILTINS["count"], 0, 10**12, 64) == [(0, 10**12)]  # compiled `count` is O(1)
-    pieces = ray_module.plan(BUILTINS["primes"], 3, 10**7 + 3, 3)
+    plan = lambda *args: list(_cluster.plan(*args))  # noqa: E731
+    assert plan(BUILTINS["pi"], 0, 10**9, 2) == [(k * 125_000_000, (k + 1) * 125_000_000) for k in range(8)]
+    assert plan(BUILTINS["pi"], 5, 1000, 16) == [(5, 1000)]  # too short to be worth a second task
+    assert plan(BUILTINS["count"], 0, 10**12, 64) == [(0, 10**12)]  # compiled `count` is O(1)
+    longest = _cluster.LONGEST * BUILTINS["pi"].task_min  # about a second of one core
+    assert max(b - a for a, b in plan(BUILTINS["pi"], 0, 10**12, 2)) <= longest
+    assert len(plan(BUILTINS["pi"], 0, 10**12, 2)) == -(-10**12 // longest)
+    pieces = plan(BUILTINS["primes"], 3, 10**7 + 3, 3)
     assert pieces[0][0] == 3 and pieces[-1][1] == 10**7 + 3
     assert all(a < b == c for (a, b), (c, _) in zip(pieces, pieces[1:]))
     assert len(pieces) == 3 * 4

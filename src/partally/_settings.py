@@ -2,7 +2,6 @@
 
     PARTALLY_BACKEND=name     every backend="auto" call runs on that backend
     PARTALLY_NO_CALIBRATE=1   auto takes a fixed order instead of calibrating
-    RAY_ADDRESS=host:port     the Ray cluster the ``ray`` backend connects to
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ class Settings:
 
     forced: str | None = None  # PARTALLY_BACKEND (lower case, checked against the backends)
     no_calibrate: bool = False  # PARTALLY_NO_CALIBRATE
-    ray_connected: bool = False  # RAY_ADDRESS is set
 
     @classmethod
     def from_environment(cls, backend_names: tuple[str, ...]) -> Settings:
@@ -53,4 +51,4 @@ class Settings:
                     f"PARTALLY_BACKEND={os.environ['PARTALLY_BACKEND']!r} is not a backend; "
                     f"expected 'auto' or one of {list(backend_names)}"
                 )
-        return cls(forced, flag("PARTALLY_NO_CALIBRATE"), text("RAY_ADDRESS") is not None)
+        return cls(forced, flag("PARTALLY_NO_CALIBRATE"))

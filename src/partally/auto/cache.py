@@ -26,7 +26,7 @@ from partally.auto.calibration import Calibration
 from partally.auto.models import Model
 
 FORMAT = 1
-_OPTIONAL = ("numba", "numba_cuda", "cupy", "ray", "partally._native")
+_OPTIONAL = ("numba", "numba_cuda", "cupy", "ray", "celery", "partally._native")
 
 
 def machine_key() -> dict[str, object]:

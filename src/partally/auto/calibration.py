@@ -14,11 +14,11 @@ the very first run on a machine can add to it; one-time starts are outside the b
 backend's ladder stops once one run takes ``ENOUGH_S`` and the time grows with n (so work, not a
 stall of a busy machine, dominates), or when the next size would not fit its share of the budget.
 
-Which backends: every available one, except Ray unless a cluster is connected (``RAY_ADDRESS``
-set; calibration never starts a local Ray), and except the pool backends running the pure-Python
-loop (``threads``, ``processes``) when the measured models prove they cannot win at any n (their
-best case is the Python loop's time divided by the cores, plus a hand-off cost): that skip is
-recorded with its reason. A backend whose count disagrees with the Python loop is left out.
+Which backends: every available one, except a remote one (Ray, Celery) unless its cluster is
+configured (``RAY_ADDRESS``, ``CELERY_BROKER_URL``: calibration never starts a local Ray), and
+except the pool backends running the pure-Python loop (``threads``, ``processes``) when the
+measured models prove they cannot win at any n (their best case is the Python loop's time divided
+by the cores, plus a hand-off cost): that skip is recorded with its reason. A backend whose count disagrees with the Python loop is left out.
 
 Cache: one JSON file per machine key (CPU model, cores, GPU name, Python, partally version, which
 optional packages are installed) in platformdirs' user cache directory. A corrupt or unreadable
@@ -43,6 +43,7 @@ from partally.workloads import Workload
 
 ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long
 LADDER = (32, *(10**k for k in range(2, 13)))
+NOT_CONFIGURED = "not timed: no cluster configured"  # a remote backend without its address
 HANDOFF_S = 20e-6  # least cost of handing work to a pool thread or process (measured: 0.3 ms)
 
 clock = time.perf_counter  # the budget's clock (tests replace it)
@@ -197,16 +198,17 @@ def _ladder(
 
 
 def candidates(
-    workload: Workload, names: Iterable[str] | None = None, *, ray_connected: bool = False
+    workload: Workload, names: Iterable[str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """The backends to calibrate here for ``workload``, and those left out with the reason why."""
     chosen, skipped = [], {}
     for name in backend_names() if names is None else names:
-        if name == "ray" and not ray_connected:
-            skipped[name] = "not timed: no Ray cluster connected (set RAY_ADDRESS)"
-            continue
         try:
-            reason = get_backend(name).refusal(workload)
+            backend = get_backend(name)
+            if backend.remote and not backend.configured():
+                skipped[name] = f"{NOT_CONFIGURED} (set {backend.setting})"
+                continue
+            reason = backend.refusal(workload)
         except Exception as exc:  # a probe must not stop the others  # noqa: BLE001
             reason = f"its availability probe failed: {exc!r}"
         if reason is None:
@@ -214,6 +216,14 @@ def candidates(
         else:
             skipped[name] = f"unavailable: {reason}"
     return chosen, skipped
+
+
+def newly_configured(found: Calibration) -> bool:
+    """Whether a remote backend that ``found`` left out for want of a cluster has one now."""
+    return any(
+        why.startswith(NOT_CONFIGURED) and name in backend_names() and get_backend(name).configured()
+        for name, why in found.skipped.items()
+    )
 
 
 def calibrate(
@@ -224,7 +234,6 @@ def calibrate(
     workers: int | None = None,
     backends: Mapping[str, Backend] | None = None,
     startups: dict[str, float] | None = None,
-    ray_connected: bool = False,
 ) -> Calibration:
     """Time every available backend (or ``names``) on ``workload`` and fit their models, in about
     ``budget`` seconds (default: the workload's ``calibration_s``).
@@ -239,7 +248,7 @@ def calibrate(
         names, skipped = list(backends), {}
         get = backends.__getitem__
     else:  # asking may compile (numba on a user workload): a one-time start, outside the budget
-        names, skipped = candidates(workload, names, ray_connected=ray_connected)
+        names, skipped = candidates(workload, names)
         get = get_backend
     began = clock()
     if "python" not in names:

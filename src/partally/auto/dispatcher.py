@@ -69,6 +69,14 @@ class Explanation:
         return text
 
 
+def _unconfigured(name: str) -> bool:
+    """Whether ``name`` is a remote backend whose cluster is not configured: auto skips it."""
+    if name not in backend_names():
+        return False
+    backend = get_backend(name)
+    return backend.remote and not backend.configured()
+
+
 def _call_if_alive(method: weakref.WeakMethod) -> None:
     bound = method()
     if bound is not None:
@@ -147,9 +155,8 @@ class Dispatcher:
             if found is not None:
                 return found
             found = self.cache.load(workload.key)
-            if found is not None and self.settings.ray_connected and "ray" in backend_names():
-                if "ray" not in found.models and "ray" in found.skipped:
-                    found = None  # calibrated without a cluster; one is connected now
+            if found is not None and _calibration.newly_configured(found):
+                found = None  # calibrated without a cluster that is configured now
             if found is None:
                 if not measure:
                     return None
@@ -159,11 +166,7 @@ class Dispatcher:
             return found
 
     def _measure(self, workload: Workload) -> Calibration:
-        return self._calibrate(
-            workload,
-            startups=self._startups,
-            ray_connected=self.settings.ray_connected,
-        )
+        return self._calibrate(workload, startups=self._startups)
 
     def recalibrate(self, workload: Workload) -> tuple[Calibration, str | None]:
         """Measure ``workload`` again and use it from now on; also return why it could not be
@@ -198,7 +201,7 @@ class Dispatcher:
         models = self.calibration(workload).models
         warm, predicted, not_started = {}, {}, []
         for name, model in models.items():
-            if name == "ray" and not settings.ray_connected:
+            if _unconfigured(name):
                 continue
             warm[name] = model.predict(n)
             predicted[name] = warm[name]

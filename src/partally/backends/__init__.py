@@ -67,6 +67,7 @@ _REGISTRY = Registry(
         "numba-cuda": "partally.backends.numba_cuda:NumbaCudaBackend",
         "cuda": "partally.backends.cuda:CudaBackend",
         "ray": "partally.backends.ray:RayBackend",
+        "celery": "partally.backends.celery:CeleryBackend",
     }
 )
 get = _REGISTRY.get

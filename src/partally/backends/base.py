@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import ClassVar, Generic, TypeVar
 
 from partally._machine import cpu_device
+from partally._settings import text
 from partally.workloads import Workload
 
 Made = TypeVar("Made")
@@ -65,6 +66,8 @@ class Backend:
     uses_workers: ClassVar[bool] = False  # whether ``workers`` changes anything
     has_startup: ClassVar[bool] = False  # a one-time start per process: JIT, pool, context
     gpu: ClassVar[bool] = False  # runs on a GPU
+    remote: ClassVar[bool] = False  # runs on a cluster: auto times and picks it only if configured
+    setting: ClassVar[str] = ""  # remote: the environment variable that names its cluster
 
     def __new__(cls, *args: object, **kwargs: object) -> Backend:
         made = super().__new__(cls)
@@ -82,6 +85,11 @@ class Backend:
     def refusal(self, workload: Workload) -> str | None:
         """Why it cannot run ``workload`` here: not available here, or not for this workload."""
         return self.unavailable() or self.supports(workload)
+
+    def configured(self) -> bool:
+        """Whether what it runs on is named in the environment (a remote backend's ``setting``,
+        its cluster's address); a local backend always is."""
+        return not self.setting or text(self.setting) is not None
 
     def device(self) -> str:
         """What it runs on, e.g. ``'CPU: AMD EPYC (2 cores)'``."""

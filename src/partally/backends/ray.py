@@ -25,21 +25,18 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from partally._errors import BackendUnavailable
-from partally.backends import get as get_backend
 from partally._machine import cpu_device
 from partally._settings import text
-from partally.backends._common import split_range
-from partally.backends.base import Backend
+from partally.backends._cluster import ClusterBackend, run_chunk, worker_kernel
 from partally.workloads import Workload
 
-_TASKS_PER_CPU = 4
 _MAX_RETRIES = 3  # per task, when its worker or node dies
 _CONNECT_TIMEOUT_S = 3.0  # for the TCP probe of RAY_ADDRESS
 _CONNECT_WINDOW_ENV, _CONNECT_WINDOW_S = "RAY_gcs_server_port_wait_time_s", 3  # Ray's own retries
-_KERNELS = ("numba", "native", "python")  # the order a worker tries them in
 _POLL_S = 1.0  # how often a running count checks that the head still answers
 _HEAD_LOST_S = 10.0  # a head silent this long is gone (a restarting GCS is back well within it)
 
@@ -134,24 +131,14 @@ def _alive_cpus(address: str) -> list[float]:
 # --- on the worker -----------------------------------------------------------------------------
 
 
-@functools.cache
-def _worker_kernel(workload: Workload | None = None) -> str:
-    """The fastest CPU backend available in this (worker) process that runs ``workload``."""
-    for name in _KERNELS:
-        backend = get_backend(name)
-        if (backend.unavailable() if workload is None else backend.refusal(workload)) is None:
-            return name
-    return "python"
-
-
 def _count_chunk(workload: Workload, lo: int, hi: int, seed: int) -> int:
-    """One task: count [lo, hi) on this worker's fastest kernel, on one thread."""
-    return get_backend(_worker_kernel(workload)).count(workload, lo, hi, workers=1, seed=seed)
+    """One task (named so in Ray's process titles): the shared task body."""
+    return run_chunk(workload, lo, hi, seed)
 
 
 def _worker_info() -> tuple[str, int]:
     """Which kernel a worker runs, and its process id (for ``partally info`` and the tests)."""
-    return _worker_kernel(), os.getpid()
+    return worker_kernel(), os.getpid()
 
 
 # --- on the driver -----------------------------------------------------------------------------
@@ -291,13 +278,6 @@ def worker_info() -> tuple[str, int]:
     return ray.get(_remote(ray)[1].remote())
 
 
-def plan(workload: Workload, lo: int, hi: int, cpus: int) -> list[tuple[int, int]]:
-    """The chunks [lo, hi) is cut into for ``cpus`` CPUs: a few per CPU, none too short."""
-    size = hi - lo
-    longest_useful = max(1, size // workload.task_min)  # ~10 ms of one core a task
-    return split_range(lo, hi, min(cpus * _TASKS_PER_CPU, longest_useful))
-
-
 class _HeadLost(Exception):
     """The cluster's head (GCS) stopped answering mid-run."""
 
@@ -333,64 +313,75 @@ class _HeadWatch:
             self.silent_since = None
 
 
-def _wait(ray: Any, refs: list[Any], num_returns: int, watch: _HeadWatch) -> tuple[list, list]:
-    """``ray.wait`` for ``num_returns`` of ``refs``, checking every ``_POLL_S`` that the head
-    still answers: a driver whose GCS is gone would otherwise block for a minute, and then Ray
-    ends the whole process."""
-    while True:
-        done, rest = ray.wait(refs, num_returns=num_returns, timeout=_POLL_S)
-        if len(done) >= num_returns:
-            return done, rest
-        watch.check()
+class _RayTasks:
+    """One count's chunks as Ray tasks (the cluster adapter of ``_cluster.run_tasks``)."""
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+        self.task = _remote(ray)[0]
+        self.watch = _HeadWatch(_head(ray))
+        self.lost = False
+
+    def cpus(self) -> int:
+        return _cluster_cpus(self.ray)
+
+    def submit(self, workload: Workload, lo: int, hi: int, seed: int) -> Any:
+        return self.task.remote(workload, lo, hi, seed)
+
+    def wait(self, refs: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Some finished tasks, checking every ``_POLL_S`` that the head still answers: a driver
+        whose GCS is gone would otherwise block for a minute, and then Ray ends the process."""
+        done, rest = self.ray.wait(refs, num_returns=1, timeout=_POLL_S)
+        if not done:
+            try:
+                self.watch.check()
+            except _HeadLost:
+                self.lost = True  # nothing to cancel: the cluster that ran them is gone
+                head = self.watch.head
+                where = _address() or head
+                shutdown(ours_only=False)
+                raise RuntimeError(
+                    f"lost the Ray cluster at {where} mid-run: its head (GCS at {head}) has not "
+                    f"answered for {_HEAD_LOST_S:g} s; the count was not finished. Check the head "
+                    "node (`ray status`), restart it if needed (`ray start --head`), and run again"
+                ) from None
+        return done, rest
+
+    def result(self, ref: Any) -> int:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError:
+            raise  # the kernel's own error, re-raised as its own type too
+        except self.ray.exceptions.RayError as exc:
+            raise RuntimeError(
+                f"a Ray task of the 'ray' backend failed after {_MAX_RETRIES} retries: {exc}"
+            ) from exc
+
+    def cancel(self, refs: list[Any]) -> None:
+        if not self.lost:  # Ctrl-C or an error: nothing left running
+            for ref in refs:
+                self.ray.cancel(ref)
+
+    def release(self, refs: Iterable[Any]) -> None:
+        """Nothing to do: Ray frees a result once no reference to it is left."""
 
 
-def count(workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
-    if hi <= lo:
-        return 0
-    ray = _connect()
-    cpus = min(workers, _cluster_cpus(ray))
-    pieces = plan(workload, lo, hi, cpus)
-    task = _remote(ray)[0]
-    head = _head(ray)
-    watch = _HeadWatch(head)
-    pending: list[Any] = []
-    total = 0
-    try:
-        for a, b in pieces:
-            if len(pending) >= workers:  # at most `workers` tasks at once
-                done, pending = _wait(ray, pending, 1, watch)
-                total += sum(ray.get(done))
-            pending.append(task.remote(workload, a, b, seed))
-        done, pending = _wait(ray, pending, len(pending), watch)
-        total += sum(ray.get(done))
-    except _HeadLost:
-        pending = []  # nothing to cancel: the cluster that ran them is gone
-        where = _address() or head
-        shutdown(ours_only=False)
-        raise RuntimeError(
-            f"lost the Ray cluster at {where} mid-run: its head (GCS at {head}) has not answered "
-            f"for {_HEAD_LOST_S:g} s; the count was not finished. Check the head node "
-            "(`ray status`), restart it if needed (`ray start --head`), and run again"
-        ) from None
-    except ray.exceptions.RayTaskError:
-        raise  # the kernel's own error, re-raised as its own type too
-    except ray.exceptions.RayError as exc:
-        raise RuntimeError(
-            f"a Ray task of the 'ray' backend failed after {_MAX_RETRIES} retries: {exc}"
-        ) from exc
-    finally:
-        for ref in pending:  # Ctrl-C or an error: nothing left running, no partial sum
-            ray.cancel(ref)
-    return total
-
-
-class RayBackend(Backend):
+class RayBackend(ClusterBackend):
     name = "ray"
-    uses_workers = True
-    has_startup = True
+    setting = "RAY_ADDRESS"
 
     def unavailable(self) -> str | None:
         return unavailable()
+
+    def unreachable(self) -> str | None:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            return None
+        try:
+            _probe(_address() or "")
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
 
     def device(self) -> str:
         if unavailable() is not None:
@@ -402,8 +393,8 @@ class RayBackend(Backend):
         ray = sys.modules.get("ray")
         return ray is not None and ray.is_initialized()
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
-        return count(workload, lo, hi, workers=workers, seed=seed)
+    def connect(self) -> _RayTasks:
+        return _RayTasks(_connect())
 
     def close(self) -> None:
         shutdown()

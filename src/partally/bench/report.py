@@ -44,7 +44,7 @@ def _compiled(name: str | None) -> bool:
 
     return name in names() and get(name).compiled
 _VERSIONS = (
-    "partally", "numpy", "numba", "llvmlite", "numba-cuda", "cupy-cuda12x", "cupy", "ray",
+    "partally", "numpy", "numba", "llvmlite", "numba-cuda", "cupy-cuda12x", "cupy", "ray", "celery",
     "rich", "matplotlib",
 )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from partally import _format
 from partally.auto import dispatcher
-from partally.auto.calibration import limit
+from partally.auto.calibration import NOT_CONFIGURED, limit
 from partally.auto.models import TINY, crossover_words
 from partally.cli.args import workload_argument
 from partally.workloads import BUILTINS
@@ -27,7 +27,7 @@ def _skipped_words(skipped: dict[str, str]) -> str:
     for name, why in skipped.items():
         short = (
             "unavailable" if why.startswith("unavailable")
-            else "no RAY_ADDRESS" if "RAY_ADDRESS" in why
+            else "not configured" if why.startswith(NOT_CONFIGURED)
             else "cannot win" if "cannot beat" in why
             else "failed"
         )

@@ -1,0 +1,149 @@
+"""What the cluster backends (``ray``, ``celery``) share: the base class, the chunk plan, the task
+body that runs on a worker, and one bounded submit/wait/merge loop.
+
+A cluster backend declares that it is remote (``remote``) and whether a cluster is named in the
+environment (``configured()``): ``auto`` and the calibration time and choose it only then. Its
+adapter connects (``connect()``) and hands back a ``Tasks`` for one count: submit a chunk, wait
+for some, read a finished one's result, cancel the rest. Everything else is here.
+
+On a worker, a chunk runs on the fastest CPU kernel the worker has (numba, else native, else the
+Python loop) with one thread, and returns what that kernel returns; the driver merges the
+results (``merge``) as they finish, in any order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from partally.backends import get as get_backend
+from partally.backends._common import iter_range
+from partally.backends.base import Backend
+from partally.workloads import Workload
+
+TASKS_PER_CPU = 4  # slack for uneven chunks, slower nodes and retries
+LONGEST = 100  # a chunk is at most this many times the workload's task_min (~1 s of one core)
+KERNELS = ("numba", "native", "python")  # the order a worker tries them in
+
+
+# --- on the worker -----------------------------------------------------------------------------
+
+
+@functools.cache
+def worker_kernel(workload: Workload | None = None) -> str:
+    """The fastest CPU backend available in this (worker) process that runs ``workload``."""
+    for name in KERNELS:
+        backend = get_backend(name)
+        if (backend.unavailable() if workload is None else backend.refusal(workload)) is None:
+            return name
+    return "python"
+
+
+def run_chunk(workload: Workload, lo: int, hi: int, seed: int) -> int:
+    """One task's body: [lo, hi) on this worker's fastest kernel, on one thread."""
+    return get_backend(worker_kernel(workload)).count(workload, lo, hi, workers=1, seed=seed)
+
+
+# --- on the driver -----------------------------------------------------------------------------
+
+
+def merge(total: int, partial: int) -> int:
+    """Two chunks' results as one (in any order)."""
+    return total + partial
+
+
+def plan(workload: Workload, lo: int, hi: int, cpus: int) -> Iterator[tuple[int, int]]:
+    """The chunks [lo, hi) is cut into for ``cpus`` CPUs, one at a time: a few per CPU, none
+    shorter than ``task_min`` (~10 ms of one core), none longer than about a second (a chunk
+    that Ctrl-C cannot stop, or that a lost worker takes with it, stays short)."""
+    size = hi - lo
+    most_useful = max(1, size // workload.task_min)
+    fewest_short = -(-size // (LONGEST * workload.task_min))
+    return iter_range(lo, hi, max(min(cpus * TASKS_PER_CPU, most_useful), fewest_short))
+
+
+class Tasks(Protocol):
+    """One count's hold on a connected cluster: what an adapter implements."""
+
+    def cpus(self) -> int:
+        """How many chunks the cluster runs at once (its CPUs, or its worker processes)."""
+
+    def submit(self, workload: Workload, lo: int, hi: int, seed: int) -> Any:
+        """Send one chunk; a handle for it."""
+
+    def wait(self, handles: list[Any]) -> tuple[list[Any], list[Any]]:
+        """(finished, still running) among ``handles``: at least one finished, or none after a
+        short while (about a second) so that the caller gets control back; raises when the
+        cluster is lost."""
+
+    def result(self, handle: Any) -> int:
+        """A finished chunk's result (raises its error)."""
+
+    def cancel(self, handles: list[Any]) -> None:
+        """Stop chunks that are queued or running (Ctrl-C or an error): never raises."""
+
+    def release(self, handles: Iterable[Any]) -> None:
+        """Forget chunks whose results were read (results the cluster keeps): never raises."""
+
+
+def run_tasks(
+    tasks: Tasks, workload: Workload, pieces: Iterable[tuple[int, int]], in_flight: int, seed: int
+) -> int:
+    """Submit each piece, at most ``in_flight`` at once, and merge their results as they finish.
+
+    On any exception (Ctrl-C included) the chunks still pending are cancelled; every chunk's
+    result is released at the end."""
+    pending: list[Any] = []
+    finished: list[Any] = []
+    total = 0
+    try:
+        for a, b in pieces:
+            while len(pending) >= in_flight:
+                total = _collect(tasks, pending, finished, total)
+            pending.append(tasks.submit(workload, a, b, seed))
+        while pending:
+            total = _collect(tasks, pending, finished, total)
+        return total
+    finally:
+        if pending:
+            tasks.cancel(pending)
+        tasks.release([*finished, *pending])
+
+
+def _collect(tasks: Tasks, pending: list[Any], finished: list[Any], total: int) -> int:
+    done, pending[:] = tasks.wait(pending)
+    for handle in done:
+        finished.append(handle)
+        total = merge(total, tasks.result(handle))
+    return total
+
+
+class ClusterBackend(Backend):
+    """A backend whose chunks run as tasks on other processes or machines (see the module)."""
+
+    remote = True
+    uses_workers = True
+    has_startup = True
+
+    def unreachable(self) -> str | None:
+        """Why the configured cluster cannot take work right now (asked by ``auto`` before it
+        chooses this backend; within seconds); None if it can."""
+        return None
+
+    def refusal(self, workload: Workload) -> str | None:
+        found = super().refusal(workload)
+        if found is None and self.configured():
+            found = self.unreachable()
+        return found
+
+    def connect(self) -> Tasks:
+        """The cluster, connected, for one count (``BackendUnavailable`` within seconds if not)."""
+        raise NotImplementedError
+
+    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+        if hi <= lo:
+            return 0
+        tasks = self.connect()
+        cpus = min(workers, tasks.cpus())
+        return run_tasks(tasks, workload, plan(workload, lo, hi, cpus), workers, seed)

@@ -1,0 +1,139 @@
+"""partally's Celery app, for the ``celery`` backend's workers: ``celery -A partally.celery worker``.
+
+Workers take the broker from ``CELERY_BROKER_URL`` (Redis, or RabbitMQ with a Redis result store)
+and the result store from ``CELERY_RESULT_BACKEND``, else the same Redis as the broker. partally's
+tasks go to a queue of their own (``partally``) and its remote control to an exchange of its own,
+so a user's other workers on the same broker neither take them nor answer for them.
+
+One task, ``partally.chunk``: a workload (pickled: built-ins by name, user functions by value)
+over [lo, hi), run on the worker's fastest CPU kernel (numba, else native, else Python) on one
+thread; it returns what that kernel returns. Reliability settings (measured in
+shared/research/celery-kubernetes.md):
+
+- late acks, a reject when the worker process is lost, prefetch 1: a chunk whose pool process
+  is killed goes back to the queue at once; one whose whole worker is killed comes back after
+  the Redis visibility timeout (``PARTALLY_CELERY_VISIBILITY_TIMEOUT``, default 60 s), swept
+  every second rather than kombu's 10 s default;
+- each start of a chunk is counted in the result store: a chunk that has already started
+  ``MAX_ATTEMPTS`` times (it keeps killing its worker) is not run again, and its result says so;
+- a workload's own error comes back as a small dict that the client turns into ``WorkloadError``
+  (Celery's JSON results would lose its fields).
+
+Anyone who can write to the broker can run code on the workers (a user function arrives
+pickled): give the broker a password or TLS, and never expose it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+from celery import Celery
+
+from partally._errors import WorkloadError
+from partally._settings import text
+
+QUEUE = "partally"  # partally's tasks, and no one else's
+MAX_ATTEMPTS = 3  # starts of one chunk before it is given up as one that kills its worker
+ATTEMPTS_KEY = "partally:attempts:"  # + task id: how often a chunk has started
+EXPIRES_S = 3600  # results, attempt counters and queued chunks outlive a lost client this long
+_VISIBILITY_ENV = "PARTALLY_CELERY_VISIBILITY_TIMEOUT"
+_VISIBILITY_S = 60.0
+
+
+def visibility_timeout() -> float:
+    """Seconds before an unacknowledged chunk (its worker gone) is delivered again (Redis)."""
+    value = text(_VISIBILITY_ENV)
+    if value is None:
+        return _VISIBILITY_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{_VISIBILITY_ENV}={value!r}: expected a number of seconds above 0")
+    return seconds
+
+
+def broker_url() -> str | None:
+    return text("CELERY_BROKER_URL")
+
+
+def result_url() -> str | None:
+    """The result store: CELERY_RESULT_BACKEND, else a Redis broker itself."""
+    found = text("CELERY_RESULT_BACKEND")
+    broker = broker_url()
+    if found is None and broker is not None and broker.split("://", 1)[0] in ("redis", "rediss"):
+        return broker
+    return found
+
+
+def make_app() -> Celery:
+    """partally's Celery app, configured from the environment as it is now."""
+    made = Celery("partally", set_as_current=False)
+    sweep = {
+        "visibility_timeout": visibility_timeout(),
+        "unacked_restore_interval": 1,  # kombu >= 5.7: sweep every second, not every ~100 s
+        "unacked_restore_throttle": 1,
+    }
+    made.conf.update(
+        broker_url=broker_url(),
+        result_backend=result_url(),
+        task_default_queue=QUEUE,
+        task_default_exchange=QUEUE,
+        task_default_routing_key=QUEUE,
+        control_exchange=QUEUE,  # ping, revoke and inspect reach partally's workers only
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=sweep,
+        result_backend_transport_options=sweep,
+        visibility_timeout=sweep["visibility_timeout"],
+        result_expires=EXPIRES_S,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    made.task(name="partally.chunk", bind=True)(chunk)
+    made.task(name="partally.worker_info")(worker_info)
+    return made
+
+
+def chunk(task: Any, payload: bytes, lo: int, hi: int, seed: int) -> Any:
+    """One chunk on this worker: what the local kernel returns for [lo, hi), or a dict
+    ``{"error": ...}`` (the workload raised, or the chunk kept killing its worker)."""
+    from partally.backends._cluster import run_chunk
+
+    attempts = _started(task)
+    if attempts > MAX_ATTEMPTS:
+        return {"error": "lost", "attempts": attempts - 1}
+    workload = pickle.loads(payload)  # noqa: S301 - the broker is trusted (see the docstring)
+    try:
+        return run_chunk(workload, lo, hi, seed)
+    except WorkloadError as exc:
+        return {"error": "workload", "message": str(exc), "workload": exc.workload,
+                "index": exc.index, "where": exc.where}
+
+
+def _started(task: Any) -> int:
+    """Count one more start of this chunk in the result store; how many there have been."""
+    key = f"{ATTEMPTS_KEY}{task.request.id}"
+    client = task.app.backend.client  # the result store's Redis
+    with client.pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, EXPIRES_S)
+        return int(pipe.execute()[0])
+
+
+def worker_info() -> tuple[str, int]:
+    """Which kernel this worker runs and its process id (for ``partally info`` and the tests)."""
+    from partally.backends._cluster import worker_kernel
+
+    return worker_kernel(), os.getpid()
+
+
+app = make_app()

@@ -32,54 +32,25 @@ from typing import Any
 from celery import Celery
 
 from partally._errors import WorkloadError
-from partally._settings import text
+from partally._settings import celery_broker_url, celery_result_url, celery_visibility_timeout
 
 QUEUE = "partally"  # partally's tasks, and no one else's
 MAX_ATTEMPTS = 3  # starts of one chunk before it is given up as one that kills its worker
 ATTEMPTS_KEY = "partally:attempts:"  # + task id: how often a chunk has started
 EXPIRES_S = 3600  # results, attempt counters and queued chunks outlive a lost client this long
-_VISIBILITY_ENV = "PARTALLY_CELERY_VISIBILITY_TIMEOUT"
-_VISIBILITY_S = 60.0
-
-
-def visibility_timeout() -> float:
-    """Seconds before an unacknowledged chunk (its worker gone) is delivered again (Redis)."""
-    value = text(_VISIBILITY_ENV)
-    if value is None:
-        return _VISIBILITY_S
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise ValueError(f"{_VISIBILITY_ENV}={value!r}: expected a number of seconds above 0")
-    return seconds
-
-
-def broker_url() -> str | None:
-    return text("CELERY_BROKER_URL")
-
-
-def result_url() -> str | None:
-    """The result store: CELERY_RESULT_BACKEND, else a Redis broker itself."""
-    found = text("CELERY_RESULT_BACKEND")
-    broker = broker_url()
-    if found is None and broker is not None and broker.split("://", 1)[0] in ("redis", "rediss"):
-        return broker
-    return found
 
 
 def make_app() -> Celery:
     """partally's Celery app, configured from the environment as it is now."""
     made = Celery("partally", set_as_current=False)
     sweep = {
-        "visibility_timeout": visibility_timeout(),
+        "visibility_timeout": celery_visibility_timeout(),
         "unacked_restore_interval": 1,  # kombu >= 5.7: sweep every second, not every ~100 s
         "unacked_restore_throttle": 1,
     }
     made.conf.update(
-        broker_url=broker_url(),
-        result_backend=result_url(),
+        broker_url=celery_broker_url(),
+        result_backend=celery_result_url(),
         task_default_queue=QUEUE,
         task_default_exchange=QUEUE,
         task_default_routing_key=QUEUE,

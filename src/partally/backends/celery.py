@@ -29,7 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from partally._errors import BackendUnavailable, WorkloadError, _rebuilt
+from partally._errors import BackendUnavailable, _rebuilt
+from partally._settings import celery_broker_url, celery_result_url, celery_visibility_timeout
 from partally.backends._cluster import ClusterBackend
 from partally.workloads import Workload
 
@@ -46,15 +47,13 @@ _FIX = "start one with `CELERY_BROKER_URL=... celery -A partally.celery worker`"
 def unavailable() -> str | None:
     if importlib.util.find_spec("celery") is None or importlib.util.find_spec("redis") is None:
         return 'celery is not installed; install it with `pip install "partally[celery]"`'
-    from partally import celery as worker_side
-
-    broker = worker_side.broker_url()
+    broker = celery_broker_url()
     if broker is None:
         return (
             "no broker configured: set CELERY_BROKER_URL (e.g. redis://:PASSWORD@HOST:6379/0) "
             f"and {_FIX}"
         )
-    results = worker_side.result_url()
+    results = celery_result_url()
     if results is None or results.split("://", 1)[0] not in ("redis", "rediss"):
         return (
             f"the result store must be Redis: set CELERY_RESULT_BACKEND=redis://... (now "
@@ -141,9 +140,7 @@ class CeleryBackend(ClusterBackend):
         why = unavailable()
         if why is not None:
             return f"none: {why}"
-        from partally import celery as worker_side
-
-        where = f"Celery workers on {_shown(worker_side.broker_url() or '')}"
+        where = f"Celery workers on {_shown(celery_broker_url() or '')}"
         try:
             app = self._checked(fresh=True)
             return f"{where}: {self._describe(self._stats(app, fresh=True))}"
@@ -163,7 +160,7 @@ class CeleryBackend(ClusterBackend):
         """partally's Celery app for the environment as it is now (made anew when it changed)."""
         from partally import celery as worker_side
 
-        urls = (worker_side.broker_url(), worker_side.result_url(), worker_side.visibility_timeout())
+        urls = (celery_broker_url(), celery_result_url(), celery_visibility_timeout())
         with self._lock:
             if self._app is None or self._urls != urls:
                 self._drop()
@@ -188,7 +185,7 @@ class CeleryBackend(ClusterBackend):
             raise BackendUnavailable(f"backend 'celery' is not available here: {why}")
         from partally import celery as worker_side
 
-        broker, results = worker_side.broker_url() or "", worker_side.result_url() or ""
+        broker, results = celery_broker_url() or "", celery_result_url() or ""
         _probe(broker, "broker")
         if results != broker:
             _probe(results, "result store")
@@ -295,7 +292,7 @@ class _CeleryTasks:
                     break
                 self.store.result_consumer.drain_events(timeout=min(delay, left))
                 delay = min(2 * delay, 0.05)
-        except (OSError, self.store.connection_errors) as exc:
+        except (OSError, *self.store.connection_errors) as exc:
             raise self._lost("the result store stopped answering", exc) from exc
         self._watch()
         return [], chunks
@@ -327,10 +324,8 @@ class _CeleryTasks:
             raise self._lost(f"no worker has answered for {_WORKERS_LOST_S:g} s", None)
 
     def _lost(self, why: str, exc: BaseException | None) -> RuntimeError:
-        from partally import celery as worker_side
-
         self.backend.close()
-        broker = _shown(worker_side.broker_url() or "")
+        broker = _shown(celery_broker_url() or "")
         cause = f" ({exc})" if exc is not None else ""
         return RuntimeError(
             f"lost the Celery cluster on {broker} mid-run: {why}{cause}; the count was not "

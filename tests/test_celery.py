@@ -1,0 +1,307 @@
+"""The ``celery`` backend on a real broker and real workers: a Redis server and two ``celery -A
+partally.celery worker`` processes started here (celery_cluster.py), each in its own session.
+
+Drivers are this process (CELERY_BROKER_URL set for the test) or a fresh Python, as a user's
+would be. A test that kills a worker gets a new one for the next test. At the end, no process of
+the cluster is left.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from helpers import interrupt, run_python
+
+import partally
+from celery_cluster import CeleryCluster, cpu_ticks, missing
+from partally.backends import get as get_backend
+from reference import is_prime, pi_hit
+
+pytestmark = pytest.mark.celery
+
+PI_3E9_SEED_3 = 2356200278  # `pi` over [0, 3e9) with seed 3 (also in test_ray_cluster.py)
+TEST_PID = os.getpid()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    why = missing()
+    if why:
+        pytest.skip(why)
+    started = CeleryCluster().start(workers=2)
+    try:
+        yield started
+    finally:
+        started.stop()
+    assert started.pids() == [], "processes of the test cluster outlived it"
+
+
+@pytest.fixture
+def two_workers(cluster):
+    """The module's cluster with two workers (a new one for each that a test killed)."""
+    cluster.replace_lost()
+    return cluster
+
+
+@pytest.fixture
+def driver(two_workers, monkeypatch):
+    """This process as a driver of the cluster (its broker in CELERY_BROKER_URL)."""
+    for name, value in two_workers.env().items():
+        if name.startswith(("CELERY_", "PARTALLY_CELERY_")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    yield two_workers
+    get_backend("celery").close()
+
+
+def _reference(workload, lo, hi, seed):
+    if workload == "count":
+        return hi - lo
+    if workload == "primes":
+        return sum(is_prime(i) for i in range(lo, hi))
+    return sum(pi_hit(i, seed) for i in range(lo, hi))
+
+
+@pytest.mark.timeout(180)
+def test_every_workload_is_exact_and_nothing_is_left_in_redis(two_workers):
+    """Built-ins against known values and the definition (many short chunks), and a user
+    workload defined in the driver's __main__ (sent by value); afterwards no result or attempt
+    counter of the driver's is left in Redis."""
+    known = [("count", 10**7, 10**7), ("primes", 10**6, 78498), ("primes", 10**7, 664579),
+             ("pi", 10**5, 78607), ("pi", 10**6, 785806)]
+    ranges = [(w, lo, hi, seed) for w in ("count", "primes", "pi")
+              for lo, hi, seed in [(7, 3001, 12345), (2**32 - 2500, 2**32, 2**64 - 1)]]
+    code = (
+        "import dataclasses, json, sys, partally\n"
+        "from partally.backends import get\n"
+        "from partally.workloads import resolve\n"
+        "celery = get('celery')\n"
+        "known, ranges = json.loads(sys.argv[1])\n"
+        "out = [partally.compute(n, backend='celery', workload=w) for w, n, _ in known]\n"
+        "short = lambda w: dataclasses.replace(resolve(w), task_min=7)  # 8 chunks, short ranges\n"
+        "out += [celery.count(short(w), lo, hi, workers=2, seed=s) for w, lo, hi, s in ranges]\n"
+        "def hits(i, seed):\n"
+        "    return (i ^ seed) % 13 == 0\n"
+        "out.append(partally.compute(2 * 10**6, backend='celery', workload=hits, seed=9))\n"
+        "print(json.dumps(out))\n"
+    )
+    done = run_python(code, json.dumps([known, ranges]), timeout=150, env=two_workers.env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = [value for _, _, value in known] + [_reference(*case) for case in ranges]
+    expected.append(sum((i ^ 9) % 13 == 0 for i in range(2 * 10**6)))
+    assert counts == expected
+    redis = two_workers.redis.client()
+    assert redis.keys("celery-task-meta-*") == [] and redis.keys("partally:attempts:*") == []
+
+
+def _pools(cluster):
+    return {pid: worker for worker in cluster.workers for pid in worker.pool()}
+
+
+def _running_pool(cluster, thread, deadline):
+    """A pool process seen using CPU (running a chunk) while ``thread`` counts."""
+    ticks = {pid: cpu_ticks(pid) for pid in _pools(cluster)}
+    while True:
+        assert thread.is_alive() and time.monotonic() < deadline, "no chunk seen running"
+        time.sleep(0.02)
+        for pid, worker in _pools(cluster).items():
+            if cpu_ticks(pid) > ticks.get(pid, 0) + 1:
+                return pid, worker
+            ticks.setdefault(pid, cpu_ticks(pid))
+
+
+def _count_in_thread(result, n=3 * 10**9, seed=3):
+    def run():
+        try:
+            result["count"] = partally.compute(n, backend="celery", workload="pi", seed=seed)
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(120)
+def test_chunks_reach_both_workers(driver):
+    partally.compute(10**7, backend="celery", workload="pi")  # both pools' kernels loaded
+    before = {pid: cpu_ticks(pid) for pid in _pools(driver)}
+    assert partally.compute(3 * 10**9, backend="celery", workload="pi", seed=3) == PI_3E9_SEED_3
+    used = {worker.name for pid, worker in _pools(driver).items()
+            if cpu_ticks(pid) - before.get(pid, 0) >= 5}  # 50 ms of CPU or more
+    assert used == {worker.name for worker in driver.workers}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("what", ["pool process", "whole worker"])
+def test_a_worker_killed_mid_run_and_the_count_stays_exact(driver, what):
+    """A pool process killed: its chunk is requeued at once. The whole worker (main process and
+    pool) killed: its chunk comes back after the visibility timeout (5 s here)."""
+    partally.compute(10**7, backend="celery", workload="pi")  # both pools' kernels loaded
+    result = {}
+    thread = _count_in_thread(result)
+    pid, worker = _running_pool(driver, thread, time.monotonic() + 30)
+    if what == "pool process":
+        os.kill(pid, signal.SIGKILL)
+    else:
+        worker.kill()
+    killed = time.monotonic()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert result == {"count": PI_3E9_SEED_3}
+    assert time.monotonic() - killed < 15
+
+
+def _poison(i, seed):
+    """Kills the process it runs in at i = 500, except the test's own."""
+    if i == 500 and os.getpid() != TEST_PID:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i % 3 == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_chunk_that_keeps_killing_its_worker_fails_clearly(driver):
+    from partally.celery import MAX_ATTEMPTS
+
+    poison = dataclasses.replace(partally.workload(_poison), task_min=250)  # 4 chunks
+    with pytest.raises(RuntimeError, match=rf"chunk \[500, 750\) .* was started {MAX_ATTEMPTS} "
+                       rf"times and each time its Celery worker process died"):
+        get_backend("celery").count(poison, 0, 1000, workers=2, seed=0)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_exits_130_and_drains_the_queue(two_workers):
+    """``partally compute`` on minutes of work; Ctrl-C once chunks run: exit status 130 at once,
+    the queued chunks revoked, and the workers free for the next count."""
+    command = [sys.executable, "-m", "partally", "compute", "1e12", "--backend", "celery",
+               "--workload", "pi", "--workers", "4"]
+    ticks = {pid: cpu_ticks(pid) for pid in _pools(two_workers)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=two_workers.env())
+    deadline = time.monotonic() + 60
+    while not any(cpu_ticks(pid) > ticks[pid] + 1 for pid in ticks):  # chunks are running
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    interrupt(process, within=10)
+    assert process.returncode == 130
+    redis = two_workers.redis.client()
+    deadline = time.monotonic() + 10  # a running chunk finishes (about a second of work)
+    while redis.llen("partally") or redis.hlen("unacked"):
+        assert time.monotonic() < deadline, "chunks left queued or unacknowledged after Ctrl-C"
+        time.sleep(0.1)
+    code = "import partally; print(partally.compute(10**6, backend='celery', workload='pi'))"
+    done = run_python(code, timeout=60, env=two_workers.env())
+    assert done.stdout.split() == ["785806"], done.stderr[-3000:]
+
+
+@pytest.mark.timeout(60)
+def test_no_worker_on_the_queue_is_refused_within_seconds(two_workers, monkeypatch):
+    """Redis answers, but no worker listens on this database: refused, saying what to start."""
+    monkeypatch.setenv("CELERY_BROKER_URL", two_workers.redis.url(db=1))
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    backend = get_backend("celery")
+    try:
+        started = time.perf_counter()
+        with pytest.raises(partally.BackendUnavailable) as refused:
+            partally.compute(1000, backend="celery")
+        assert time.perf_counter() - started < 5
+        assert "no Celery worker consumes partally's queue 'partally'" in str(refused.value)
+        assert "celery -A partally.celery worker" in str(refused.value)
+        assert two_workers.redis.password not in str(refused.value)
+        assert backend.refusal(partally.workloads.resolve("pi")) == str(refused.value)
+    finally:
+        backend.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("listener", ["closed port", "silent server"])
+def test_a_dead_broker_is_refused_within_seconds(listener):
+    why = missing()
+    if why:
+        pytest.skip(why)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    if listener == "closed port":
+        server.close()
+    else:
+        server.listen(8)  # accepts connections (the kernel does) and never answers
+    code = (
+        "import partally, time\n"
+        "started = time.perf_counter()\n"
+        "try:\n"
+        "    partally.compute(100, backend='celery')\n"
+        "except partally.BackendUnavailable as exc:\n"
+        "    print(time.perf_counter() - started)\n"
+        "    print(exc)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
+    env["CELERY_BROKER_URL"] = f"redis://:hunter2@127.0.0.1:{port}/0"
+    try:
+        done = run_python(code, timeout=60, env=env)
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    took, said = done.stdout.split("\n", 1)
+    assert float(took) < 5
+    assert said.startswith(f"cannot reach the Celery broker at redis://:**@127.0.0.1:{port}/0")
+    assert "hunter2" not in said
+
+
+@pytest.mark.timeout(120)
+def test_info_and_bench_name_the_broker_and_workers(two_workers):
+    port = two_workers.redis.port
+    said = (f"Celery workers on redis://:**@127.0.0.1:{port}/0: 2 workers, 2 processes "
+            "(w")
+    env = two_workers.env(COLUMNS="250")  # rich wraps table cells to the terminal's width
+    done = subprocess.run([sys.executable, "-m", "partally", "info"], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert said in done.stdout, [line for line in done.stdout.splitlines() if "celery" in line]
+    assert two_workers.redis.password not in done.stdout
+    bench = [sys.executable, "-m", "partally", "bench", "--backends", "celery", "--workload", "pi",
+             "--sizes", "1e6", "--repeat", "1"]
+    done = subprocess.run(bench, capture_output=True, text=True, timeout=90, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"celery ran on: {said}" in done.stdout
+    assert "every result matched its reference" in done.stdout
+
+
+def test_without_a_broker_it_is_unavailable_and_auto_leaves_it_out(monkeypatch):
+    from partally.auto.calibration import NOT_CONFIGURED, candidates
+
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    backend = get_backend("celery")
+    assert backend.remote and not backend.configured()
+    reason = backend.unavailable()
+    assert reason is None or "CELERY_BROKER_URL" in reason
+    chosen, skipped = candidates(partally.workloads.resolve("pi"), ["python", "celery"])
+    assert chosen == ["python"]
+    assert skipped["celery"].startswith(NOT_CONFIGURED) and "CELERY_BROKER_URL" in skipped["celery"]
+
+
+def test_unavailable_names_the_extra_and_import_partally_does_not_import_celery():
+    code = (
+        "import os, sys\n"
+        "import partally\n"
+        "partally.backends()  # no broker configured\n"
+        "print('celery' in sys.modules)\n"
+        "sys.modules['celery'] = None  # as if celery were not installed\n"
+        "os.environ['CELERY_BROKER_URL'] = 'redis://127.0.0.1:1/0'\n"
+        "from partally.backends import get\n"
+        "print(get('celery').unavailable())\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
+    done = run_python(code, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    imported, reason = done.stdout.strip().split("\n", 1)
+    assert imported == "False"
+    assert 'pip install "partally[celery]"' in reason

@@ -22,7 +22,7 @@ from helpers import interrupt, run_python
 import partally
 from celery_cluster import CeleryCluster, cpu_ticks, missing
 from partally.backends import get as get_backend
-from reference import is_prime, pi_hit
+from reference import count_range, loop_count
 
 pytestmark = pytest.mark.celery
 
@@ -61,14 +61,6 @@ def driver(two_workers, monkeypatch):
     get_backend("celery").close()
 
 
-def _reference(workload, lo, hi, seed):
-    if workload == "count":
-        return hi - lo
-    if workload == "primes":
-        return sum(is_prime(i) for i in range(lo, hi))
-    return sum(pi_hit(i, seed) for i in range(lo, hi))
-
-
 @pytest.mark.timeout(180)
 def test_every_workload_is_exact_and_nothing_is_left_in_redis(two_workers):
     """Built-ins against known values and the definition (many short chunks), and a user
@@ -95,8 +87,8 @@ def test_every_workload_is_exact_and_nothing_is_left_in_redis(two_workers):
     done = run_python(code, json.dumps([known, ranges]), timeout=150, env=two_workers.env())
     assert done.returncode == 0, done.stderr[-3000:]
     counts = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = [value for _, _, value in known] + [_reference(*case) for case in ranges]
-    expected.append(sum((i ^ 9) % 13 == 0 for i in range(2 * 10**6)))
+    expected = [value for _, _, value in known] + [count_range(*case) for case in ranges]
+    expected.append(loop_count(lambda i, seed: (i ^ seed) % 13 == 0, 0, 2 * 10**6, 9))
     assert counts == expected
     redis = two_workers.redis.client()
     assert redis.keys("celery-task-meta-*") == [] and redis.keys("partally:attempts:*") == []

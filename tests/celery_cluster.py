@@ -84,11 +84,19 @@ def cpu_ticks(pid: int) -> int:
 
 
 class Redis:
-    """One ``redis-server`` on a free loopback port, with a password."""
+    """One ``redis-server`` on a free loopback port, with a password.
 
-    def __init__(self, folder: Path) -> None:
+    ``args``: the server's arguments but its port, address and folder (default: the password,
+    no persistence, noeviction); they must set ``--requirepass`` to ``password``.
+    """
+
+    def __init__(self, folder: Path, password: str | None = None, args: list[str] | None = None):
         self.folder = folder
-        self.password = secrets.token_hex(16)
+        self.password = password or secrets.token_hex(16)
+        self.args = args if args is not None else [
+            "--requirepass", self.password, "--save", "", "--appendonly", "no",
+            "--maxmemory-policy", "noeviction",
+        ]
         self.process: subprocess.Popen | None = None
         self.port = 0
 
@@ -108,9 +116,8 @@ class Redis:
                 self.port = probe.getsockname()[1]
             log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - the server's
             self.process = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--requirepass", self.password, "--save", "", "--appendonly", "no",
-                 "--maxmemory-policy", "noeviction", "--dir", str(self.folder)],
+                [REDIS_SERVER, *self.args, "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--dir", str(self.folder)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -147,7 +154,9 @@ class Redis:
 
 
 class Worker:
-    """One ``celery -A partally.celery worker -c 1``: its main process and its pool process."""
+    """One ``celery -A partally.celery worker``: its main process and its pool processes.
+
+    ``name``: its Celery node name (``--hostname``), as it answers a ping."""
 
     def __init__(self, name: str, process: subprocess.Popen, log: Path) -> None:
         self.name, self.process, self.log = name, process, log
@@ -191,9 +200,9 @@ class Worker:
 class CeleryCluster:
     """A Redis server and ``celery -A partally.celery worker`` processes on this machine."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_password: str | None = None, redis_args: list[str] | None = None):
         self.folder = Path(tempfile.mkdtemp(prefix="partally-celery-"))
-        self.redis = Redis(self.folder)
+        self.redis = Redis(self.folder, redis_password, redis_args)
         self.workers: list[Worker] = []
         self._made = 0
 
@@ -217,19 +226,23 @@ class CeleryCluster:
             self.stop()
             raise
 
-    def add_worker(self) -> Worker:
+    def add_worker(self, command: list[str] | None = None, env: dict[str, str] | None = None,
+                   name: str | None = None) -> Worker:
+        """Start a worker: ``command`` with ``env`` (default: ``celery -A partally.celery worker``
+        with one pool process, in ``env()``), whose node name is ``name``."""
         self._made += 1
-        name = f"w{self._made}"
-        log = self.folder / f"{name}.log"
+        if command is None:
+            name = f"w{self._made}@partally-tests"
+            command = [str(CELERY_CLI), "-A", "partally.celery", "worker", "--concurrency=1",
+                       "--pool=prefork", f"--hostname={name}", "--without-gossip",
+                       "--without-mingle", "--loglevel=WARNING"]
+        log = self.folder / f"worker{self._made}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [str(CELERY_CLI), "-A", "partally.celery", "worker", "--concurrency=1",
-                 "--pool=prefork", f"--hostname={name}@%h", "--without-gossip",
-                 "--without-mingle", "--loglevel=WARNING"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
-                start_new_session=True,
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=self.env() if env is None else env, start_new_session=True,
             )
-        worker = Worker(name, process, log)
+        worker = Worker(name or f"worker{self._made}", process, log)
         self.workers.append(worker)
         return worker
 
@@ -245,7 +258,7 @@ class CeleryCluster:
             replies = app.control.ping(timeout=1.0)
         finally:
             app.close()
-        return {name.split("@", 1)[0] for reply in replies for name in reply}
+        return {name for reply in replies for name in reply}
 
     def wait_for_workers(self, timeout: float) -> None:
         """Until every live worker answers a ping and has its pool process (RuntimeError after

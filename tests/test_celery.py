@@ -252,7 +252,7 @@ def test_a_dead_broker_is_refused_within_seconds(listener):
 def test_info_and_bench_name_the_broker_and_workers(two_workers):
     port = two_workers.redis.port
     said = (f"Celery workers on redis://:**@127.0.0.1:{port}/0: 2 workers, 2 processes "
-            "(w")
+            "(w")  # (w3@partally-tests 1, w4@partally-tests 1) after two were killed
     env = two_workers.env(COLUMNS="250")  # rich wraps table cells to the terminal's width
     done = subprocess.run([sys.executable, "-m", "partally", "info"], capture_output=True,
                           text=True, timeout=60, env=env)

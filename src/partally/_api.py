@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from partally import _validate
 from partally._errors import BackendUnavailable
-from partally._machine import cores
 from partally.auto import dispatcher
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
@@ -50,7 +49,8 @@ def compute(
     picks the fastest available backend for this n here; a named backend that cannot run here
     raises ``BackendUnavailable`` with the reason.
 
-    ``workers`` defaults to every core; on the CPU backends (threads, processes, numba) a larger
+    ``workers`` defaults to every core (on ``ray`` and ``celery``: every CPU of the cluster); on
+    the CPU backends (threads, processes, numba) a larger
     value is capped to the cores this process may use, since more would only wait. It limits how
     many of this call's pieces run at once on a pool shared by all calls, so calls from several
     threads, with different ``workers``, each get their exact count.
@@ -58,7 +58,7 @@ def compute(
     chosen = _validate.workload(workload)
     n = _validate.size(n, chosen)
     backend = _validate.backend(backend)
-    workers = _validate.workers(workers) or cores()
+    workers = _validate.workers(workers)
     seed = _validate.seed(seed)
     name = backend if backend != "auto" else dispatcher().choose(chosen, n)
     runner = get_backend(name)
@@ -68,4 +68,4 @@ def compute(
     reason = runner.supports(chosen)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
-    return runner.count(chosen, 0, n, workers=workers, seed=seed)
+    return runner.count(chosen, 0, n, workers=workers or runner.default_workers(), seed=seed)

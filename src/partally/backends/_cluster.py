@@ -24,6 +24,7 @@ from partally.workloads import Workload
 
 TASKS_PER_CPU = 4  # slack for uneven chunks, slower nodes and retries
 LONGEST = 100  # a chunk is at most this many times the workload's task_min (~1 s of one core)
+WHOLE_CLUSTER = 2**31  # ``workers`` that the cluster's own size caps
 KERNELS = ("numba", "native", "python")  # the order a worker tries them in
 
 
@@ -137,6 +138,10 @@ class ClusterBackend(Backend):
             found = self.unreachable()
         return found
 
+    def default_workers(self) -> int:
+        """Every CPU of the cluster: the caller's own cores do not cap it."""
+        return WHOLE_CLUSTER
+
     def connect(self) -> Tasks:
         """The cluster, connected, for one count (``BackendUnavailable`` within seconds if not)."""
         raise NotImplementedError
@@ -146,4 +151,5 @@ class ClusterBackend(Backend):
             return 0
         tasks = self.connect()
         cpus = min(workers, tasks.cpus())
-        return run_tasks(tasks, workload, plan(workload, lo, hi, cpus), workers, seed)
+        in_flight = min(workers, cpus * TASKS_PER_CPU)
+        return run_tasks(tasks, workload, plan(workload, lo, hi, cpus), in_flight, seed)

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import ClassVar, Generic, TypeVar
 
-from partally._machine import cpu_device
+from partally._machine import cores, cpu_device
 from partally._settings import text
 from partally.workloads import Workload
 
@@ -99,6 +99,10 @@ class Backend:
     def started(self) -> bool:
         """Whether its one-time start has happened in this process."""
         return True
+
+    def default_workers(self) -> int:
+        """The ``workers`` of a call that names none: every core this process may use."""
+        return cores()
 
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
         """How many i in [lo, hi) satisfy ``workload``, with up to ``workers`` workers."""

@@ -43,7 +43,8 @@ def add_command(commands: Any) -> None:
         default="count",
         help="count, primes, pi, or module:function (your own; default count)",
     )
-    compute.add_argument("--workers", type=positive, default=None, help="default: every core")
+    compute.add_argument("--workers", type=positive, default=None,
+                         help="default: every core (ray, celery: every CPU of the cluster)")
     compute.add_argument("--seed", type=parse_size, default=0, help="the workload's seed (default 0)")
     compute.add_argument("--verbose", "-v", action="store_true", help="say which backend runs, why")
     compute.set_defaults(func=_compute)

@@ -27,7 +27,7 @@ from partally._settings import cache_folder
 from partally.workloads import Workload
 from partally.workloads.user import digest
 
-SIGNATURE_VERSION = 1  # bump when _SOURCE changes
+SIGNATURE_VERSION = 2  # bump when _SOURCE changes
 
 _SOURCE = '''"""partally's Numba kernel for one workload (generated; safe to delete)."""
 import numpy as np
@@ -45,13 +45,18 @@ def count(lo, hi, seed, chunks):
     bounds[0] = lo
     for c in range(chunks):
         bounds[c + 1] = bounds[c] + step + (1 if c < extra else 0)
-    total = np.uint64(0)
+    # One partial row per chunk, written by its own iteration and added after the prange: no
+    # scalar reduction for Numba's parfor pass to infer (that inference fails on Python 3.12+).
+    partials = np.zeros(chunks, np.uint64)
     for c in prange(chunks):
         s = np.uint64(0)
         for i in range(bounds[c], bounds[c + 1]):  # `count`'s loop: LLVM folds it to b - a
             if element(index_type(i), seed):
                 s += np.uint64(1)
-        total += s
+        partials[c] = s
+    total = np.uint64(0)
+    for c in range(chunks):
+        total += partials[c]
     return total
 '''
 

@@ -152,30 +152,44 @@ class NumbaBackend(Backend):
         return self._fork_refusal()
 
     def supports(self, workload: Workload) -> str | None:
-        """Built-ins compile; a user function is compiled once here to find out (a fraction of a
-        second), and a refusal carries the first line of Numba's error."""
-        if workload.builtin or self.unavailable() is not None:
+        """Built-ins compile on every supported Python (a refusal already met is said); a user
+        function is compiled once here to find out (a fraction of a second). A refusal carries
+        the first line of the compiler's error, whatever its type."""
+        if self.unavailable() is not None:
             return None
-        if workload.key not in self._refused:
+        if workload.key not in self._refused and not workload.builtin:
             try:
-                with warnings.catch_warnings():  # the refusal below says it all
-                    warnings.simplefilter("ignore")
-                    self._kernel(workload)  # compiled now, or loaded from the disk cache
-            except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
-                from partally.backends import _numba_kernels
-
-                self._refused[workload.key] = _numba_kernels.refusal(exc, workload)
-            else:
-                self._refused[workload.key] = None
-        return self._refused[workload.key]
+                self._kernel(workload)  # compiled now, or loaded from the disk cache
+            except BackendUnavailable:
+                pass  # noted in self._refused
+        return self._refused.get(workload.key)
 
     @property
     def started(self) -> bool:
         return bool(self._kernels)
 
     def _kernel(self, workload: Workload) -> tuple[Callable, type]:
-        """``workload``'s compiled kernel (made once) and the integer type it takes."""
-        return self._kernels(workload)
+        """``workload``'s compiled kernel (made once) and the integer type it takes.
+
+        Any exception from Numba's compiler (a ``TypingError``, an ``AssertionError`` from a
+        pass, ...) is noted as a refusal for this workload and raised as ``BackendUnavailable``.
+        """
+        refusal = self._refused.get(workload.key)
+        if refusal is not None:
+            raise BackendUnavailable(f"backend 'numba' cannot run {workload.name!r}: {refusal}")
+        try:
+            with warnings.catch_warnings():  # the refusal says it all
+                warnings.simplefilter("ignore")
+                made = self._kernels(workload)
+        except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
+            from partally.backends import _numba_kernels
+
+            self._refused[workload.key] = _numba_kernels.refusal(exc, workload)
+            raise BackendUnavailable(
+                f"backend 'numba' cannot run {workload.name!r}: {self._refused[workload.key]}"
+            ) from exc
+        self._refused.setdefault(workload.key, None)
+        return made
 
     def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
         import numba

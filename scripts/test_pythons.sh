@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install partally into a fresh virtual environment on each other CPython this machine has
+# (3.10, 3.12, 3.13; the full suite runs on 3.11 by README's test command) and run the tests
+# that say it works there: every backend's exactness, user workloads, the CLI, reliability and
+# the CUDA simulator. Left out on these versions (run on 3.11 only, to keep CI short): the bench,
+# auto's calibration and dispatch details, the IO side (pure Python, no compiled code), the
+# two-node Ray cluster and the Celery cluster.
+#
+#   bash scripts/test_pythons.sh            # every other version found
+#   bash scripts/test_pythons.sh 3.12       # just one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+versions=("${@:-3.10 3.12 3.13}")
+read -r -a versions <<< "${versions[*]}"
+tests=(tests/test_backends.py tests/test_workloads.py tests/test_user_workloads.py
+       tests/test_numba_compile_errors.py tests/test_kernel_loops.py tests/test_errors.py
+       tests/test_cli.py tests/test_reliability.py tests/test_reliability_auto.py
+       tests/test_cudasim_process.py)
+
+find_python() {  # python3.X on PATH, else pyenv's newest 3.X
+    local v="$1" exe
+    exe="$(command -v "python$v" || true)"
+    if [ -z "$exe" ]; then
+        exe="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python 2>/dev/null | sort -V | tail -1 || true)"
+    fi
+    echo "$exe"
+}
+
+status=0
+for v in "${versions[@]}"; do
+    exe="$(find_python "$v")"
+    if [ -z "$exe" ]; then
+        echo "== Python $v: not on this machine, skipped"
+        continue
+    fi
+    echo "== Python $v: $("$exe" --version 2>&1) at $exe"
+    venv="$(mktemp -d)/venv"
+    "$exe" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet ".[test,cuda]"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}" || status=1
+done
+exit "$status"

@@ -44,8 +44,10 @@ def paced_slices(
 ) -> Iterator[tuple[int, int]]:
     """[lo, hi) in consecutive slices, each sized from how long the caller took on the last one,
     so that each takes about ``target_s``: Python gets control back (and sees Ctrl-C) that often,
-    and a fast predicate is not called in slices so short that the per-call cost shows."""
+    and a fast predicate is not called in slices so short that the per-call cost shows. A slice
+    never grows past ``most``, nor past ``first`` where that is larger (``count``'s folded loop)."""
     step, start = max(1, first), lo
+    most = max(most, step)
     while start < hi:
         end = min(hi, start + step)
         began = time.perf_counter()

@@ -297,100 +297,65 @@ class _AsyncStream(httpx.AsyncByteStream):
         self._response.release()  # closes the connection instead if the body was not all read
 
 
-class _Attempt:
-    """What aiohttp's tracing says of one request: did its last try reuse a pooled connection."""
-
-    __slots__ = ("reused",)
-
-    def __init__(self) -> None:
-        self.reused = False
-
-
-async def _on_reuse(session: Any, context: Any, params: Any) -> None:
-    context.trace_request_ctx.reused = True
-
-
-async def _on_create(session: Any, context: Any, params: Any) -> None:
-    context.trace_request_ctx.reused = False
-
-
-def _tracing() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig(trace_config_ctx_factory=lambda trace_request_ctx: _Context(trace_request_ctx))
-    trace.on_connection_reuseconn.append(_on_reuse)
-    trace.on_connection_create_end.append(_on_create)
-    return trace
-
-
-class _Context:
-    __slots__ = ("trace_request_ctx",)
-
-    def __init__(self, trace_request_ctx: _Attempt) -> None:
-        self.trace_request_ctx = trace_request_ctx
-
-
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one `aiohttp.ClientSession` of up to `max_connections`.
 
     The session keeps no cookies (`aiohttp.DummyCookieJar`): httpx's cookie policy is the only
     one, and aiohttp's own jar would carry one site's cookies to the next URL. aiohttp retries
-    an idempotent request once when its connection drops; when that retry, too, went out on a
-    pooled connection the server had closed (several can be), it is sent again here, at most as
-    many times as the pool holds connections.
+    an idempotent request once when its connection drops, but on the next pooled connection,
+    which the server may have closed as well: when that retry fails too, the request is sent
+    once more here, on a new connection (a second session's, closed after each request).
     """
 
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # new connections only, for that retry
         self._timeout = _timeouts(
             lambda connect, read, pool: aiohttp.ClientTimeout(
                 total=None, connect=pool, sock_connect=connect, sock_read=read
             )
         )
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _new_session(self, force_close: bool) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections or 0,
-            keepalive_timeout=self._limits.keepalive_expiry,
+            keepalive_timeout=None if force_close else self._limits.keepalive_expiry,
+            force_close=force_close,
             ssl=ssl_context(),
             resolver=_resolver(),
         )
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector,
-            trace_configs=[_tracing()],
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             max_line_size=MAX_HEADER_LINE,
             max_field_size=MAX_HEADER_LINE,
         )
-        return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
+        if self._session is None:
+            self._session = self._new_session(force_close=False)
         body = await request.aread()
-        stale_retries = (self._limits.max_connections or 100) + 1
-        if request.method not in IDEMPOTENT_METHODS:
-            stale_retries = 0
-        while True:
-            attempt = _Attempt()
+        arguments: dict[str, Any] = {
+            "headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            "data": body or None,
+            "allow_redirects": False,
+            "compress": False,
+            "timeout": self._timeout(request),
+        }
+        url = yarl.URL(str(request.url), encoded=True)  # quoted by httpx already
+        try:
             try:
-                response = await session.request(
-                    request.method,
-                    yarl.URL(str(request.url), encoded=True),  # quoted by httpx already
-                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-                    data=body or None,
-                    allow_redirects=False,
-                    compress=False,
-                    timeout=self._timeout(request),
-                    trace_request_ctx=attempt,
-                )
-                break
+                response = await self._session.request(request.method, url, **arguments)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if stale_retries and attempt.reused and not isinstance(exc, aiohttp.ClientConnectorError):
-                    stale_retries -= 1
-                    continue
-                raise _mapped(exc, _AIOHTTP_ERRORS) from exc
-            except aiohttp.ClientError as exc:
-                raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+                if request.method not in IDEMPOTENT_METHODS or isinstance(exc, aiohttp.ClientConnectorError):
+                    raise
+                if self._fresh is None:
+                    self._fresh = self._new_session(force_close=True)
+                response = await self._fresh.request(request.method, url, **arguments)
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc, _AIOHTTP_ERRORS) from exc
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
@@ -402,5 +367,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()

@@ -9,8 +9,8 @@ pickled (built-ins by name, user functions by value), so a ``__main__`` lambda w
 Refusals come fast: without a broker the backend is unavailable; a broker that does not answer,
 or no worker on partally's queue, is ``BackendUnavailable`` within a few seconds (the broker is
 probed before Celery's own client, which can take 19 s to give up). ``workers`` caps the chunks
-in flight. Results are waited for on the result store's pub/sub channel (woken at once, never
-Celery's 0.5 s poll) and read in one MGET; they are forgotten after use. A chunk whose worker
+in flight. Results are waited for with Celery's own wait (woken by the result store's pub/sub
+message, never its default 0.5 s poll) and read in one MGET; they are forgotten after use. A chunk whose worker
 dies is delivered again (see ``partally.celery``); one that keeps killing its worker fails the
 call with the reason; a count whose workers all stop answering for ``_WORKERS_LOST_S`` fails
 with a ``RuntimeError`` that says so. Ctrl-C revokes what is still queued (never terminating a
@@ -245,12 +245,16 @@ class CeleryBackend(ClusterBackend):
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One submitted chunk: its task id and range."""
+    """One submitted chunk: Celery's handle, its range and its workload's name."""
 
-    id: str
+    sent: Any  # celery.result.AsyncResult
     lo: int
     hi: int
     workload: str
+
+    @property
+    def id(self) -> str:
+        return self.sent.id
 
 
 class _CeleryTasks:
@@ -275,27 +279,28 @@ class _CeleryTasks:
             "partally.chunk", args=(self.payload[1], lo, hi, seed),
             expires=worker_side.EXPIRES_S,
         )
-        return _Chunk(sent.id, lo, hi, workload.name)
+        return _Chunk(sent, lo, hi, workload.name)
 
     def wait(self, chunks: list[_Chunk]) -> tuple[list[_Chunk], list[_Chunk]]:
-        """The finished chunks: read in one MGET, woken by the result store's pub/sub message."""
-        deadline = time.monotonic() + _POLL_S
-        delay = 0.0005
+        """The finished chunks, after Celery's own wait for the oldest one (woken by the result
+        store's pub/sub message, never Celery's default 0.5 s poll) for at most ``_POLL_S``; then
+        all of them are read in one MGET."""
+        from celery.exceptions import TimeoutError as Silent
+
         try:
-            while True:
-                done, rest = self._split(chunks)
-                if done:
-                    self.silent_since = None
-                    return done, rest
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.store.result_consumer.drain_events(timeout=min(delay, left))
-                delay = min(2 * delay, 0.05)
+            try:
+                chunks[0].sent.get(timeout=_POLL_S, interval=0.005, propagate=False,
+                                   disable_sync_subtasks=False)
+            except Silent:
+                pass
+            done, rest = self._split(chunks)
         except (OSError, *self.store.connection_errors) as exc:
             raise self._lost("the result store stopped answering", exc) from exc
-        self._watch()
-        return [], chunks
+        if done:
+            self.silent_since = None
+        else:
+            self._watch()
+        return done, rest
 
     def _split(self, chunks: list[_Chunk]) -> tuple[list[_Chunk], list[_Chunk]]:
         keys = [self.store.get_key_for_task(chunk.id) for chunk in chunks]

@@ -91,7 +91,7 @@ def _noting_ctrl_c() -> Iterator[list[bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _import_failure(exc: ImportError, interrupted: bool) -> str:
+def _import_failure(exc: Exception, interrupted: bool) -> str:
     """Why numba cannot be imported, in words: "not installed" only when it cannot be found."""
     try:
         found = importlib.util.find_spec("numba") is not None
@@ -140,7 +140,8 @@ class NumbaBackend(Backend):
         try:
             with _noting_ctrl_c() as ctrl_c:
                 import numba  # noqa: F401
-        except ImportError as exc:
+        except Exception as exc:  # noqa: BLE001 - a probe never raises: ImportError, or numpy's
+            # RuntimeError ("CPU dispatcher tracer already initialized") after a cut-short import
             if ctrl_c or _interrupted(exc):
                 self._import_interrupted = True
                 raise KeyboardInterrupt from exc

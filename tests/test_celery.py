@@ -123,8 +123,10 @@ def _count_in_thread(result, n=3 * 10**9, seed=3):
 
 
 @pytest.mark.timeout(120)
-def test_chunks_reach_both_workers(driver):
+def test_chunks_reach_both_workers_and_run_on_numba(driver):
     partally.compute(10**7, backend="celery", workload="pi")  # both pools' kernels loaded
+    kernel, pid = get_backend("celery").worker_info()
+    assert kernel == "numba" and pid in _pools(driver)
     before = {pid: cpu_ticks(pid) for pid in _pools(driver)}
     assert partally.compute(3 * 10**9, backend="celery", workload="pi", seed=3) == PI_3E9_SEED_3
     used = {worker.name for pid, worker in _pools(driver).items()

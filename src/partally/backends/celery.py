@@ -229,6 +229,12 @@ class CeleryBackend(ClusterBackend):
             self._alive_at = time.monotonic()
         return processes or (known.processes if known is not None else {"?": 1})
 
+    def worker_info(self) -> tuple[str, int]:
+        """Run one task: (the kernel its worker runs chunks on, the worker process's id)."""
+        app = self._checked()
+        kernel, pid = app.send_task("partally.worker_info").get(timeout=60, interval=0.005)
+        return kernel, pid
+
     def connect(self) -> _CeleryTasks:
         app = self._checked()
         return _CeleryTasks(self, app, sum(self._stats(app).values()))

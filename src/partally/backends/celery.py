@@ -216,18 +216,22 @@ class CeleryBackend(ClusterBackend):
         return answered
 
     def _stats(self, app: Any, fresh: bool = False) -> dict[str, int]:
-        """Worker name -> pool processes, asked at most every ``_STATS_S`` (or ``fresh``)."""
+        """Worker name -> pool processes, asked at most every ``_STATS_S`` (or ``fresh``): every
+        worker that answers within half a second (a worker added meanwhile is seen then)."""
         known = self._workers
         if not fresh and known is not None and time.monotonic() - known.asked_at < _STATS_S:
             return known.processes
-        limit = len(known.processes) if known is not None and not fresh else None
-        stats = app.control.inspect(timeout=0.5, limit=limit).stats() or {}
+        try:
+            stats = app.control.inspect(timeout=0.5).stats() or {}
+        except Exception as exc:
+            raise _unreachable(celery_broker_url() or "", "broker", str(exc)) from exc
         processes = {name: int(info.get("pool", {}).get("max-concurrency", 1))
                      for name, info in stats.items()}
         if processes:
             self._workers = _Workers(processes, time.monotonic())
             self._alive_at = time.monotonic()
-        return processes or (known.processes if known is not None else {"?": 1})
+            return processes
+        return known.processes if known is not None else {"(no answer to inspect stats)": 1}
 
     def worker_info(self) -> tuple[str, int]:
         """Run one task: (the kernel its worker runs chunks on, the worker process's id)."""

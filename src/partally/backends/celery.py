@@ -50,8 +50,8 @@ def unavailable() -> str | None:
     broker = celery_broker_url()
     if broker is None:
         return (
-            "no broker configured: set CELERY_BROKER_URL (e.g. redis://:PASSWORD@HOST:6379/0) "
-            f"and {_FIX}"
+            "no broker configured: set CELERY_BROKER_URL (e.g. redis://:PASSWORD@HOST:6379/0), "
+            "and start workers with `celery -A partally.celery worker`"
         )
     results = celery_result_url()
     if results is None or results.split("://", 1)[0] not in ("redis", "rediss"):

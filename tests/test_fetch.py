@@ -19,6 +19,8 @@ import h11
 import httpcore
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers import interrupt, start_python
 
 from partally.io.fetch import MODES, FetchResult, afetch_all, fetch_all, file_name
@@ -827,3 +829,35 @@ def test_brotli_and_zstd_are_asked_for_and_decoded_where_installed(server, raw_s
     decoded, echo = fetch_all([f"{url}/enc-{encoding}", f"{server.url}/echo"], mode)
     assert decoded.ok and decoded.bytes == 50_000 and decoded.content == body
     assert encoding in echo.json()["headers"]["accept-encoding"].split(", ")
+
+
+PLAIN = st.text(alphabet="abcz09AZ.-_~!$&'()*+,;=:@/?%#[] é", max_size=12)
+
+
+@settings(max_examples=400)
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "ftp"]),
+    host=st.one_of(
+        st.from_regex(r"[a-z0-9.-]{1,12}", fullmatch=True),
+        st.from_regex(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", fullmatch=True),
+        st.sampled_from(["localhost", "Example.com", "xn--zz", "a..b", "[::1]"]),
+    ),
+    port=st.one_of(st.none(), st.sampled_from(["80", "443", "8000", "0080", "", "99999"])),
+    rest=PLAIN,
+)
+def test_parse_url_is_httpx_url(scheme, host, port, rest):
+    from partally.io.fetch import parse_url
+
+    url = f"{scheme}://{host}{'' if port is None else ':' + port}{rest}"
+    try:
+        expected = httpx.URL(url)
+    except httpx.InvalidURL:
+        with pytest.raises(httpx.InvalidURL):
+            parse_url(url)
+        return
+    got = parse_url(url)
+    assert got == expected and str(got) == str(expected) and got.raw_path == expected.raw_path
+    assert (got.scheme, got.raw_host, got.port, got.netloc, got.query, got.fragment) == (
+        expected.scheme, expected.raw_host, expected.port, expected.netloc, expected.query,
+        expected.fragment,
+    )

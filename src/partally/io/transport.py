@@ -45,6 +45,7 @@ from urllib3.exceptions import (
 __all__ = ["AiohttpTransport", "IDEMPOTENT_METHODS", "Urllib3Transport", "ssl_context"]
 
 IDEMPOTENT_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE"})  # urllib3's
+WHOLE = 2**20  # bytes: a body no longer than this (by its Content-Length) is read in one go
 MAX_HEADER_LINE = 65536  # bytes: what http.client (urllib3) reads; aiohttp's default was 8190
 
 
@@ -286,8 +287,12 @@ class _AsyncStream(httpx.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        content = self._response.content
+        response = self._response
         try:
+            if response.content_length is not None and response.content_length <= WHOLE:
+                yield await response.read()  # one await for a small body, not one a piece
+                return
+            content = response.content
             while chunk := await content.readany():
                 yield chunk
         except aiohttp.ClientError as exc:

@@ -199,8 +199,8 @@ class Miscounting(Backend):
     family = "Python"
     runs_python = True
 
-    def count(self, workload, lo, hi, *, workers, seed):
-        return workload.count_range(lo, hi, seed) + 1
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
+        return workload.run_range(lo, hi, seed) + 1
 
 
 def test_a_wrong_backend_is_reported_loudly_and_fails(bench_cli, register, tmp_path):
@@ -228,7 +228,7 @@ class Flaky(Backend):
     def __init__(self):
         self.calls = 0
 
-    def count(self, workload, lo, hi, *, workers, seed):
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
         self.calls += 1
         return hi - lo + self.calls % 2
 
@@ -302,7 +302,7 @@ class Sleepy(Backend):
 
     name = "sleepy"
 
-    def count(self, workload, lo, hi, *, workers, seed):
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
         time.sleep((hi - lo) * 1e-6)
         return hi - lo
 
@@ -328,7 +328,7 @@ def test_references_known_python_and_agreement():
     refs = bench_run._References(workers=2)
     assert refs.resolve(COUNT, 10**12, {}) == (10**12, "n (count counts every i)")
     assert refs.resolve(PRIMES, 10**9, {}) == (50847534, "known value")
-    assert refs.resolve(PI, 1000, {})[1] == "pure-Python count_range"
+    assert refs.resolve(PI, 1000, {})[1] == "pure-Python run_range"
     n = 3 * 10**7  # too large for pure Python, no known value
     value, source = refs.resolve(PI, n, {"numba": 5, "native": 5})
     assert value == 5 and source.startswith("agreement of 2 implementations")
@@ -352,8 +352,8 @@ class OffByOneOnOdd(Backend):
     name = "offbyone"
     family = "C++"
 
-    def count(self, workload, lo, hi, *, workers, seed):
-        return workload.count_range(lo, hi, seed) + lo % 2
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
+        return workload.run_range(lo, hi, seed) + lo % 2
 
 
 def test_a_sample_that_disagrees_with_python_is_a_mismatch(monkeypatch, register):
@@ -361,7 +361,7 @@ def test_a_sample_that_disagrees_with_python_is_a_mismatch(monkeypatch, register
     monkeypatch.setattr(bench_run, "CHECKERS", ())
     refs = bench_run._References(workers=2)
     value, source = refs.resolve(PI, 3 * 10**7, {"offbyone": 5})
-    assert value is None and source.startswith("sample check failed: offbyone counted")
+    assert value is None and source.startswith("sample check failed: offbyone gave")
 
 
 def test_python_alone_is_unverified(monkeypatch):

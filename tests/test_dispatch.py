@@ -120,7 +120,7 @@ class Timed(Backend):
     def started(self) -> bool:
         return self.calls > 0
 
-    def count(self, workload, lo, hi, *, workers, seed):
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
         self.clock.now += self.overhead + (hi - lo) / self.rate
         self.clock.now += 0.0 if self.started else self.startup
         self.calls += 1
@@ -409,8 +409,8 @@ class Lazy(Backend):
     def started(self) -> bool:
         return self.is_started
 
-    def count(self, workload, lo, hi, *, workers, seed):
-        return workload.count_range(lo, hi, seed)
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
+        return workload.run_range(lo, hi, seed)
 
 
 def test_a_backend_not_started_pays_its_start(register, calibrations):
@@ -479,7 +479,7 @@ class Unbuilt(Backend):
     def unavailable(self):
         return "not built here"
 
-    def count(self, workload, lo, hi, *, workers, seed):
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
         raise AssertionError("an unavailable backend ran")
 
 

@@ -35,7 +35,7 @@ def test_pi_hit_matches_the_definition(i, seed):
     [("count", 12345, 12345), ("primes", 10**5, 9592), ("pi", 10**5, 78607), ("pi", 0, 0)],
 )
 def test_known_values(workload, n, expected):
-    assert resolve(workload).count_range(0, n) == expected
+    assert resolve(workload).run_range(0, n) == expected
 
 
 def test_unknown_workload_is_rejected():

@@ -14,6 +14,7 @@ from partally._version import __version__ as __version__
 from partally.auto import Explanation, explain
 from partally._errors import BackendUnavailable, WorkloadError
 from partally.workloads import Workload, workload
+from partally.workloads.reductions import Extremum
 
 if TYPE_CHECKING:
     from partally.io.engine import IOResult, amap_io, map_io
@@ -23,6 +24,7 @@ __all__ = [
     "BackendInfo",
     "BackendUnavailable",
     "Explanation",
+    "Extremum",
     "FetchResult",
     "IOResult",
     "Workload",

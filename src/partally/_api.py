@@ -1,9 +1,10 @@
-"""The counting core's public face: ``compute`` and ``backends``."""
+"""The computing core's public face: ``compute`` and ``backends``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from partally import _validate
 from partally._errors import BackendUnavailable
@@ -38,10 +39,12 @@ def compute(
     backend: str = "auto",
     workload: str | Workload | Callable[[int, int], object] = "count",
     *,
+    reduce: str | None = None,
     workers: int | None = None,
     seed: int = 0,
-) -> int:
-    """Count the integers i in [0, n) that satisfy ``workload``, on ``backend``.
+) -> Any:
+    """Reduce v(i) = workload(i, seed) over the integers i in [0, n), on ``backend``; by default
+    count the i that satisfy ``workload``.
 
     ``workload`` is "count" (every i), "primes" (i is prime; n <= 2**32), "pi" (i's
     pseudo-random point falls in the quarter circle; ``seed`` picks the points), or your own
@@ -49,13 +52,21 @@ def compute(
     picks the fastest available backend for this n here; a named backend that cannot run here
     raises ``BackendUnavailable`` with the reason.
 
+    ``reduce`` (default: the workload's own, else ``"count"``): ``"count"`` an int, the number of
+    true values; ``"sum"`` the exact sum (an int for int values, for floats the exact sum
+    rounded once); ``"mean"`` the exact sum / n rounded once (a float); ``"min"`` / ``"max"`` an
+    ``Extremum(value, index)`` (floats in IEEE total order, ties to the smallest i, NaN wins).
+    The same on every backend, whatever ``workers``: bit for bit. ``mean``, ``min`` and ``max``
+    of n = 0 raise ``ValueError``; a ``reduce`` that contradicts a decorated workload's own is a
+    ``ValueError``.
+
     ``workers`` defaults to every core (on ``ray`` and ``celery``: every CPU of the cluster); on
     the CPU backends (threads, processes, numba) a larger
     value is capped to the cores this process may use, since more would only wait. It limits how
     many of this call's pieces run at once on a pool shared by all calls, so calls from several
     threads, with different ``workers``, each get their exact count.
     """
-    chosen = _validate.workload(workload)
+    chosen = _validate.workload(workload, reduce)
     n = _validate.size(n, chosen)
     backend = _validate.backend(backend)
     workers = _validate.workers(workers)
@@ -68,4 +79,5 @@ def compute(
     reason = runner.supports(chosen)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
-    return runner.count(chosen, 0, n, workers=workers or runner.default_workers(), seed=seed)
+    partial = runner.run(chosen, 0, n, workers=workers or runner.default_workers(), seed=seed)
+    return chosen.reduction.finish(partial, n)

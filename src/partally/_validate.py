@@ -18,9 +18,10 @@ def integer(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
 
 
-def workload(value: object) -> Workload:
-    """A built-in's name or a Workload, as a Workload."""
-    return resolve(value)
+def workload(value: object, reduce: object = None) -> Workload:
+    """A built-in's name, a function or a Workload, as a Workload reducing by ``reduce`` (None:
+    its own); ``ValueError`` / ``TypeError`` for a bad or contradicting ``reduce``."""
+    return resolve(value, reduce)
 
 
 def backend(name: object) -> str:

@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from partally import _timing
 from partally._machine import cores
@@ -113,10 +114,10 @@ began = time.perf_counter()
 from partally.backends import get
 backend = get(sys.argv[1])
 workload = pickle.loads(sys.stdin.buffer.read())
-backend.count(workload, 0, 32, workers=1, seed=0)
+backend.run(workload, 0, 32, workers=1, seed=0)
 first = time.perf_counter() - began
 began = time.perf_counter()
-backend.count(workload, 0, 32, workers=1, seed=0)
+backend.run(workload, 0, 32, workers=1, seed=0)
 print(max(first - (time.perf_counter() - began), 0.0))
 """
 
@@ -146,7 +147,7 @@ def _ladder(
     workload: Workload,
     workers: int,
     share: float,
-    reference: dict[int, int],
+    reference: dict[int, Any],
     startups: dict[str, float],
 ) -> Model:
     """Time ``backend`` up the size ladder until a run takes ``ENOUGH_S`` or ``share`` s pass.
@@ -156,8 +157,10 @@ def _ladder(
     measured in a new process instead, so that the model holds for the processes that use it.
     """
 
-    def run(n: int) -> Callable[[], int]:
-        return lambda: backend.count(workload, 0, n, workers=workers, seed=0)
+    reduction = workload.reduction
+
+    def run(n: int) -> Callable[[], Any]:
+        return lambda: reduction.finish(backend.run(workload, 0, n, workers=workers, seed=0), n)
 
     was_started = backend.has_startup and backend.started
     start = clock()
@@ -178,10 +181,10 @@ def _ladder(
             estimate = medians[-1] if medians else first_s
         repeat = _repeats(estimate)
         timing, result = _timing.measure(run(n), repeat)
-        if n == LADDER[0] and first != result:
-            raise ValueError(f"counted {first}, then {result} in [0, {n})")
-        if n in reference and reference[n] != result:
-            raise ValueError(f"counted {result} in [0, {n}), the Python loop {reference[n]}")
+        if n == LADDER[0] and not reduction.same(first, result):
+            raise ValueError(f"gave {first!r}, then {result!r} over [0, {n})")
+        if n in reference and not reduction.same(reference[n], result):
+            raise ValueError(f"gave {result!r} over [0, {n}), the Python loop {reference[n]!r}")
         reference.setdefault(n, result)
         sizes.append(n)
         medians.append(timing.median)
@@ -256,7 +259,7 @@ def calibrate(
     pools = [name for name in names if name != "python" and get(name).runs_python]
     order = ["python", *(n for n in names if n != "python" and n not in pools), *pools]
     models: dict[str, Model] = {}
-    reference: dict[int, int] = {}
+    reference: dict[int, Any] = {}
     starts = 0.0  # one-time starts: outside the budget
     for k, name in enumerate(order):
         backend = get(name)

@@ -7,8 +7,8 @@ adapter connects (``connect()``) and hands back a ``Tasks`` for one count: submi
 for some, read a finished one's result, cancel the rest. Everything else is here.
 
 On a worker, a chunk runs on the fastest CPU kernel the worker has (numba, else native, else the
-Python loop) with one thread, and returns what that kernel returns; the driver merges the
-results (``merge``) as they finish, in any order.
+Python loop) with one thread, and returns that kernel's partial of the workload's reduction; the
+driver merges the partials (``workload.reduction.merge``) as they finish, in any order.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from partally.backends import get as get_backend
-from partally.backends._common import iter_range
-from partally.backends.base import Backend
+from partally.backends._common import Tally, iter_range
+from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
 
 TASKS_PER_CPU = 4  # slack for uneven chunks, slower nodes and retries
@@ -41,17 +41,12 @@ def worker_kernel(workload: Workload | None = None) -> str:
     return "python"
 
 
-def run_chunk(workload: Workload, lo: int, hi: int, seed: int) -> int:
-    """One task's body: [lo, hi) on this worker's fastest kernel, on one thread."""
-    return get_backend(worker_kernel(workload)).count(workload, lo, hi, workers=1, seed=seed)
+def run_chunk(workload: Workload, lo: int, hi: int, seed: int) -> Any:
+    """One task's body: [lo, hi) on this worker's fastest kernel, on one thread: its partial."""
+    return get_backend(worker_kernel(workload)).run(workload, lo, hi, workers=1, seed=seed)
 
 
 # --- on the driver -----------------------------------------------------------------------------
-
-
-def merge(total: int, partial: int) -> int:
-    """Two chunks' results as one (in any order)."""
-    return total + partial
 
 
 def plan(workload: Workload, lo: int, hi: int, cpus: int) -> Iterator[tuple[int, int]]:
@@ -78,8 +73,8 @@ class Tasks(Protocol):
         short while (about a second) so that the caller gets control back; raises when the
         cluster is lost."""
 
-    def result(self, handle: Any) -> int:
-        """A finished chunk's result (raises its error)."""
+    def result(self, handle: Any) -> Any:
+        """A finished chunk's partial (raises its error)."""
 
     def cancel(self, handles: list[Any]) -> None:
         """Stop chunks that are queued or running (Ctrl-C or an error): never raises."""
@@ -89,35 +84,46 @@ class Tasks(Protocol):
 
 
 def run_tasks(
-    tasks: Tasks, workload: Workload, pieces: Iterable[tuple[int, int]], in_flight: int, seed: int
-) -> int:
-    """Submit each piece, at most ``in_flight`` at once, and merge their results as they finish.
+    tasks: Tasks,
+    workload: Workload,
+    pieces: Iterable[tuple[int, int]],
+    in_flight: int,
+    seed: int,
+    tally: Tally | None = None,
+) -> Any:
+    """Submit each piece, at most ``in_flight`` at once, and merge their partials as they finish
+    (``tally`` is told each piece merged).
 
     On any exception (Ctrl-C included) the chunks still pending are cancelled; every chunk's
     result is released at the end."""
+    reduction = workload.reduction
     pending: list[Any] = []
     finished: list[Any] = []
-    total = 0
+    sizes: dict[int, int] = {}  # id(handle) -> elements in its piece
+    total = reduction.zero()
+
+    def collect() -> None:
+        nonlocal total
+        done, pending[:] = tasks.wait(pending)
+        for handle in done:
+            finished.append(handle)
+            total = reduction.merge(total, tasks.result(handle))
+            if tally is not None:
+                tally.add(sizes.pop(id(handle), 0))
+
     try:
         for a, b in pieces:
             while len(pending) >= in_flight:
-                total = _collect(tasks, pending, finished, total)
+                collect()
             pending.append(tasks.submit(workload, a, b, seed))
+            sizes[id(pending[-1])] = b - a
         while pending:
-            total = _collect(tasks, pending, finished, total)
+            collect()
         return total
     finally:
         if pending:
             tasks.cancel(pending)
         tasks.release([*finished, *pending])
-
-
-def _collect(tasks: Tasks, pending: list[Any], finished: list[Any], total: int) -> int:
-    done, pending[:] = tasks.wait(pending)
-    for handle in done:
-        finished.append(handle)
-        total = merge(total, tasks.result(handle))
-    return total
 
 
 class ClusterBackend(Backend):
@@ -146,10 +152,20 @@ class ClusterBackend(Backend):
         """The cluster, connected, for one count (``BackendUnavailable`` within seconds if not)."""
         raise NotImplementedError
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> Any:
         if hi <= lo:
-            return 0
+            return workload.reduction.zero()
         tasks = self.connect()
         cpus = min(workers, tasks.cpus())
         in_flight = min(workers, cpus * TASKS_PER_CPU)
-        return run_tasks(tasks, workload, plan(workload, lo, hi, cpus), in_flight, seed)
+        pieces = plan(workload, lo, hi, cpus)
+        return run_tasks(tasks, workload, pieces, in_flight, seed, Tally(progress, hi - lo))

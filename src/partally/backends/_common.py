@@ -1,5 +1,6 @@
-"""Helpers shared by the backends: how to cut a range into pieces, how many workers help, and how
-to run pieces on a pool lazily, a bounded number in flight."""
+"""Helpers shared by the backends: how to cut a range into pieces, how many workers help, how to
+run pieces on a pool lazily, a bounded number in flight, merging their partials, and how to tell
+a caller's progress callback."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ from concurrent.futures import BrokenExecutor, CancelledError, Future
 from typing import Any
 
 from partally._machine import cores
+from partally.workloads.reductions import Reduction
+
+
+class Tally:
+    """Tells ``progress(done, total)`` the elements finished as pieces finish (None: nothing)."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
+        self._progress = progress
+        self.total = total
+        self.done = 0
+
+    def add(self, elements: int) -> None:
+        """``elements`` more are finished."""
+        if self._progress is not None:
+            self.done += elements
+            self._progress(self.done, self.total)
+
+    def piece(self, piece: tuple[int, int]) -> None:
+        """The piece [a, b) is finished."""
+        self.add(piece[1] - piece[0])
 
 
 def split_range(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
@@ -69,25 +90,43 @@ def run_bounded(
     submit: Callable[[tuple[int, int]], Future],
     pieces: Iterable[tuple[int, int]],
     in_flight: int,
-    done: list[tuple[tuple[int, int], int]] | None = None,
-) -> int:
-    """Submit each piece lazily, at most ``in_flight`` pending at once, and sum their results.
+    reduction: Reduction,
+    done: list[tuple[tuple[int, int], Any]] | None = None,
+    tally: Tally | None = None,
+) -> Any:
+    """Submit each piece lazily, at most ``in_flight`` pending at once, and merge their partials
+    (``reduction.merge``, in the order they finish).
 
     ``workers`` so limits this call's share of a shared pool, and memory stays bounded however many
     pieces there are. On any exception (Ctrl-C included) the pending futures are cancelled: nothing
-    of this call stays queued behind it. ``done``, when given, collects ``(piece, result)`` for each
-    piece counted (a caller that must redo the rest after its pool was replaced knows what is left).
+    of this call stays queued behind it. ``done``, when given, collects ``(piece, partial)`` for
+    each piece merged (a caller that must redo the rest after its pool was replaced knows what is
+    left); ``tally`` is told each piece merged.
     """
     # Completion comes by done-callbacks, not concurrent.futures.wait(): a future cancelled by the
     # pool's shutdown(cancel_futures=True) never wakes wait()'s waiters, but runs its callbacks.
     finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
     pending: dict[Future, tuple[int, int]] = {}
-    total = 0
+    total = reduction.zero()
+
+    def collect() -> None:
+        nonlocal total
+        future = finished.get()
+        if future not in pending:  # already collected
+            return
+        partial = future.result()  # raises the task's error; the finally cancels the rest
+        piece = pending.pop(future)
+        total = reduction.merge(total, partial)
+        if done is not None:
+            done.append((piece, partial))
+        if tally is not None:
+            tally.piece(piece)
+
     try:
         pieces = iter(pieces)
         while True:
             while len(pending) >= in_flight:  # a free slot first, then the next piece: a piece
-                total += _collect(finished, pending, done)  # is never drawn and then dropped
+                collect()  # is never drawn and then dropped
             piece = next(pieces, None)
             if piece is None:
                 break
@@ -95,40 +134,30 @@ def run_bounded(
             pending[future] = piece
             future.add_done_callback(finished.put)
         while pending:
-            total += _collect(finished, pending, done)
+            collect()
         return total
     finally:
         for future in pending:
             future.cancel()
 
 
-def _collect(finished: queue.SimpleQueue, pending: dict[Future, tuple[int, int]], done: list | None) -> int:
-    """The result of the next future of this call to finish (0 for one already collected)."""
-    future = finished.get()
-    if future not in pending:
-        return 0
-    value = future.result()  # raises the task's error; the caller's finally cancels the rest
-    piece = pending.pop(future)
-    if done is not None:
-        done.append((piece, value))
-    return value
-
-
 class _PoolGone(Exception):
     """A submit was refused: the pool was shut down or broken (the cause says which)."""
 
 
-def count_on_pool(
+def run_on_pool(
     acquire: Callable[[], Any],
     submit: Callable[[Any, tuple[int, int]], Future],
     retired: Callable[[Any], bool],
     pieces: Iterable[tuple[int, int]],
     in_flight: int,
+    reduction: Reduction,
+    tally: Tally | None = None,
     attempts: int = 20,
-) -> int:
-    """Sum ``submit(pool, piece)`` over the pieces on a shared pool (``run_bounded``), surviving a
-    pool that another call or ``close()`` retires meanwhile: the pieces not yet counted go to the
-    pool ``acquire()`` gives next. A failure of the pool still current (``retired(pool)`` false:
+) -> Any:
+    """Merge the partials of ``submit(pool, piece)`` over the pieces on a shared pool
+    (``run_bounded``), surviving a pool that another call or ``close()`` retires meanwhile: the
+    pieces not yet merged go to the pool ``acquire()`` gives next. A failure of the pool still current (``retired(pool)`` false:
     a worker died) is raised (``BrokenExecutor``), as is any error of a task.
     """
     pieces = iter(pieces)
@@ -144,11 +173,11 @@ def count_on_pool(
                 return
             yield piece
 
-    total = 0
+    total = reduction.zero()
     for attempt in range(attempts):
         pool = acquire()
         submitted: list[tuple[int, int]] = []
-        done: list[tuple[tuple[int, int], int]] = []
+        done: list[tuple[tuple[int, int], Any]] = []
 
         def send(piece: tuple[int, int], pool: Any = pool, submitted: list = submitted) -> Future:
             submitted.append(piece)
@@ -158,13 +187,14 @@ def count_on_pool(
                 raise _PoolGone() from exc
 
         try:
-            return total + run_bounded(send, source(), in_flight, done)
+            return reduction.merge(total, run_bounded(send, source(), in_flight, reduction, done, tally))
         except (_PoolGone, CancelledError, BrokenExecutor) as exc:
             if not retired(pool) or attempt == attempts - 1:
                 if isinstance(exc, _PoolGone):
                     raise exc.__cause__ from None  # type: ignore[misc]
                 raise
-            total += sum(value for _, value in done)
+            for _, partial in done:
+                total = reduction.merge(total, partial)
             counted = {piece for piece, _ in done}
             redo.extendleft(piece for piece in submitted if piece not in counted)
     raise AssertionError("unreachable")

@@ -11,9 +11,9 @@ import ctypes
 import functools
 import os
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from partally.backends.base import Backend
+from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
 
 CUDA_EXTRA = 'pip install "partally[cuda]"'
@@ -105,7 +105,7 @@ def default_blocks() -> int:
 
 
 class GpuBackend(Backend):
-    """What the GPU backends share: the device, and ``count`` over a grid of ``blocks`` x
+    """What the GPU backends share: the device, and ``run`` over a grid of ``blocks`` x
     ``threads`` (default: sized to the device); ``workers`` is accepted and ignored (one GPU)."""
 
     compiled = True
@@ -116,7 +116,7 @@ class GpuBackend(Backend):
     def device(self) -> str:
         return device_name()
 
-    def count(
+    def run(
         self,
         workload: Workload,
         lo: int,
@@ -124,9 +124,10 @@ class GpuBackend(Backend):
         *,
         workers: int = 1,
         seed: int = 0,
+        progress: Progress | None = None,
         blocks: int | None = None,
         threads: int = THREADS,
-    ) -> int:
+    ) -> Any:
         step = self.threads_multiple
         if threads % step or not step <= threads <= MAX_THREADS:
             raise ValueError(
@@ -136,8 +137,11 @@ class GpuBackend(Backend):
         if blocks is not None and blocks < 1:
             raise ValueError(f"blocks must be >= 1, got {blocks}")
         if hi <= lo:
-            return 0
-        return self.launch(workload, lo, hi, seed, blocks or self.default_blocks(), threads)
+            return workload.reduction.zero()
+        partial = self.launch(workload, lo, hi, seed, blocks or self.default_blocks(), threads)
+        if progress is not None:
+            progress(hi - lo, hi - lo)
+        return partial
 
     def default_blocks(self) -> int:
         return default_blocks()
@@ -145,5 +149,5 @@ class GpuBackend(Backend):
     def launch(
         self, workload: Workload, lo: int, hi: int, seed: int, blocks: int, threads: int
     ) -> int:
-        """Run the kernel over [lo, hi) on a grid of ``blocks`` x ``threads``; the count."""
+        """Run the kernel over [lo, hi) on a grid of ``blocks`` x ``threads``; the partial."""
         raise NotImplementedError

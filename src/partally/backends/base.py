@@ -6,13 +6,14 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from partally._machine import cores, cpu_device
 from partally._settings import text
 from partally.workloads import Workload
 
 Made = TypeVar("Made")
+Progress = Callable[[int, int], None]  # progress(done, total): elements of [lo, hi) finished
 _LIVE: weakref.WeakSet[Backend] = weakref.WeakSet()  # every backend object, for os.fork
 
 
@@ -51,11 +52,13 @@ class PerWorkload(Generic[Made]):
 
 
 class Backend:
-    """One way to count a workload over a range.
+    """One way to run a workload over a range.
 
     A backend says whether it can run here (``unavailable``), whether it can run a given workload
-    (``supports``), what it runs on (``device``) and counts (``count``). The class attributes
-    declare its capabilities; the dispatcher, the calibration and the bench read them.
+    and its reduction (``supports``), what it runs on (``device``), and runs it (``run``: the
+    partial of ``workload.reduction`` over [lo, hi), which the caller merges and finishes). The
+    class attributes declare its capabilities; the dispatcher, the calibration and the bench
+    read them.
     """
 
     name: ClassVar[str]
@@ -104,16 +107,39 @@ class Backend:
         """The ``workers`` of a call that names none: every core this process may use."""
         return cores()
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
-        """How many i in [lo, hi) satisfy ``workload``, with up to ``workers`` workers."""
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> Any:
+        """The partial of ``workload.reduction`` over [lo, hi), with up to ``workers`` workers.
+
+        ``progress(done, total)``, when given, is called in the caller's thread as pieces finish:
+        ``done`` elements of the ``total`` = hi - lo are finished (it ends at total).
+        """
         raise NotImplementedError
 
+    def count(self, workload: Workload, lo: int, hi: int, **options: Any) -> int:
+        """How many i in [lo, hi) a count workload holds for: ``run``'s partial, which is the
+        count (``ValueError`` for a workload that reduces otherwise)."""
+        if workload.reduce != "count":
+            raise ValueError(
+                f"count() runs count workloads; {workload.name!r} has reduce={workload.reduce!r}: "
+                "use run() and workload.reduction.finish()"
+            )
+        return self.run(workload, lo, hi, **options)
+
     def close(self) -> None:
-        """Release what it holds (pools, clusters); the next ``count`` starts them again."""
+        """Release what it holds (pools, clusters); the next ``run`` starts them again."""
 
     def after_fork_in_child(self) -> None:
         """In a child made by ``os.fork()``: drop what does not survive fork (pools, threads,
-        locks held by threads that are gone); the next ``count`` starts afresh or refuses."""
+        locks held by threads that are gone); the next ``run`` starts afresh or refuses."""
 
     def __repr__(self) -> str:
         return f"<backend {self.name!r}>"

@@ -118,6 +118,8 @@ class CudaBackend(_gpu.GpuBackend):
                 f"runs CUDA C++ kernels, and workload {workload.name!r} has none "
                 "(a Python function: use 'numba-cuda' for it on the GPU)"
             )
+        if workload.reduce != "count":
+            return f"its CUDA C++ kernels count; reduce={workload.reduce!r} is not one of them"
         return None
 
     @property

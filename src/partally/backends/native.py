@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from types import ModuleType
 
-from partally.backends._common import slices
-from partally.backends.base import Backend
+from partally.backends._common import Tally, slices
+from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
 
 
@@ -35,11 +35,24 @@ class NativeBackend(Backend):
     def supports(self, workload: Workload) -> str | None:
         if workload.native_kernel is None:
             return f"runs C++ kernels, and workload {workload.name!r} has none (a Python function)"
+        if workload.reduce != "count":
+            return f"its C++ kernels count; reduce={workload.reduce!r} is not one of them"
         return None
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> int:
         kernel = getattr(self._module, workload.native_kernel)
+        tally = Tally(progress, hi - lo)
         total = 0
         for a, b in slices(lo, hi, workload.cpu_slice):
             total += kernel(a, b, seed, workers)
+            tally.add(b - a)
         return total

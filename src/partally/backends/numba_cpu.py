@@ -27,8 +27,8 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from partally._errors import BackendUnavailable, WorkloadError
-from partally.backends._common import capped_workers, paced_slices
-from partally.backends.base import Backend, PerWorkload
+from partally.backends._common import Tally, capped_workers, paced_slices
+from partally.backends.base import Backend, PerWorkload, Progress
 from partally.workloads import Workload
 
 _CHUNKS_PER_WORKER = 4  # static schedule: a little slack for uneven chunks (primes)
@@ -158,6 +158,8 @@ class NumbaBackend(Backend):
         the first line of the compiler's error, whatever its type."""
         if self.unavailable() is not None:
             return None
+        if workload.reduce != "count":
+            return f"reduce={workload.reduce!r} is not compiled yet (only counts)"
         if workload.key not in self._refused and not workload.builtin:
             try:
                 self._kernel(workload)  # compiled now, or loaded from the disk cache
@@ -192,7 +194,16 @@ class NumbaBackend(Backend):
         self._refused.setdefault(workload.key, None)
         return made
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> int:
         import numba
 
         refusal = self._fork_refusal()
@@ -202,6 +213,7 @@ class NumbaBackend(Backend):
         workers = capped_workers(workers, numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(workers)
         seed = index_type(workload.compiled_seed(seed))
+        tally = Tally(progress, hi - lo)
         total = 0
         for a, b in paced_slices(lo, hi, workload.cpu_slice):
             chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
@@ -211,6 +223,7 @@ class NumbaBackend(Backend):
                 raise WorkloadError(
                     workload.name, None, exc, where=f"somewhere in [{a}, {b}) on numba"
                 ) from exc
+            tally.add(b - a)
         return total
 
 

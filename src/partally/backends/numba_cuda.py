@@ -56,6 +56,11 @@ class NumbaCudaBackend(_gpu.GpuBackend):
             return f"numba-cuda failed to initialise CUDA ({type(exc).__name__}: {exc})"
         return None
 
+    def supports(self, workload: Workload) -> str | None:
+        if workload.reduce != "count":
+            return f"reduce={workload.reduce!r} is not compiled yet (only counts)"
+        return None
+
     def device(self) -> str:
         if simulated():
             return "GPU: numba-cuda simulator on the CPU (NUMBA_ENABLE_CUDASIM=1)"

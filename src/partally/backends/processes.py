@@ -27,8 +27,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from partally._machine import cores
-from partally.backends._common import capped_workers, count_on_pool, iter_range
-from partally.backends.base import Backend
+from typing import Any
+
+from partally.backends._common import Tally, capped_workers, iter_range, run_on_pool
+from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
 
 _TASKS_PER_WORKER = 4  # a little slack for uneven chunks (primes)
@@ -49,8 +51,8 @@ def _exit_without(parent: int) -> None:
     os._exit(1)
 
 
-def _count_task(workload: Workload, lo: int, hi: int, seed: int) -> int:
-    return workload.count_range(lo, hi, seed)
+def _run_task(workload: Workload, lo: int, hi: int, seed: int) -> Any:
+    return workload.run_range(lo, hi, seed)
 
 
 @contextlib.contextmanager
@@ -139,7 +141,7 @@ class ProcessesBackend(Backend):
     def _submit(self, workload: Workload, seed: int):
         def submit(pool: ProcessPoolExecutor, piece: tuple[int, int]):
             with _main_script_hidden(self._main_lock):  # workers start on submit
-                future = pool.submit(_count_task, workload, piece[0], piece[1], seed)
+                future = pool.submit(_run_task, workload, piece[0], piece[1], seed)
             with contextlib.suppress(RuntimeError):  # changed size meanwhile: seen next time
                 self._seen.update(pool._processes or {})  # noqa: SLF001 - to say how one died
             return future
@@ -165,10 +167,19 @@ class ProcessesBackend(Backend):
         causes = set(ends) - {"killed by SIGTERM"} or set(ends)  # the pool SIGTERMs the others
         return f" ({', '.join(sorted(causes))})" if causes else ""
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> Any:
         size = hi - lo
         if size <= 0:
-            return 0
+            return workload.reduction.zero()
         workers = capped_workers(workers)
         parts = max(workers * _TASKS_PER_WORKER, -(-size // _MAX_TASK))
         parts = min(parts, -(-size // _MIN_TASK))
@@ -181,12 +192,14 @@ class ProcessesBackend(Backend):
         with self._lock:
             self._active += 1
         try:
-            return count_on_pool(
+            return run_on_pool(
                 acquire,
                 self._submit(workload, seed),
-                lambda pool: pool is not self._pool,  # retired meanwhile: count the rest anew
+                lambda pool: pool is not self._pool,  # retired meanwhile: run the rest anew
                 iter_range(lo, hi, parts),
                 workers,
+                workload.reduction,
+                Tally(progress, size),
             )
         except BrokenProcessPool as exc:
             died = self._died(used[-1])

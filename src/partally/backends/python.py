@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from partally.backends.base import Backend
+from typing import Any
+
+from partally.backends._common import Tally, slices
+from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
+
+_PIECE = 2**16  # elements between progress reports (when a callback asks for them)
 
 
 class PythonBackend(Backend):
@@ -11,5 +16,21 @@ class PythonBackend(Backend):
     family = "Python"
     runs_python = True
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
-        return workload.count_range(lo, hi, seed)
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> Any:
+        if progress is None:
+            return workload.run_range(lo, hi, seed)
+        reduction, tally = workload.reduction, Tally(progress, hi - lo)
+        total = reduction.zero()
+        for piece in slices(lo, hi, _PIECE):
+            total = reduction.merge(total, workload.run_range(*piece, seed))
+            tally.piece(piece)
+        return total

@@ -16,8 +16,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from partally._machine import cores
-from partally.backends._common import capped_workers, count_on_pool, slices
-from partally.backends.base import Backend
+from typing import Any
+
+from partally.backends._common import Tally, capped_workers, run_on_pool, slices
+from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
 
 _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's time
@@ -41,16 +43,27 @@ class ThreadsBackend(Backend):
                 self._pool_ = ThreadPoolExecutor(cores(), thread_name_prefix="partally-threads")
             return self._pool_
 
-    def count(self, workload: Workload, lo: int, hi: int, *, workers: int, seed: int) -> int:
+    def run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        *,
+        workers: int,
+        seed: int,
+        progress: Progress | None = None,
+    ) -> Any:
         workers = capped_workers(workers)
-        if hi - lo <= _CHUNK or workers == 1:
-            return workload.count_range(lo, hi, seed)
-        return count_on_pool(
+        if (hi - lo <= _CHUNK or workers == 1) and progress is None:
+            return workload.run_range(lo, hi, seed)
+        return run_on_pool(
             self._pool,
-            lambda pool, piece: pool.submit(workload.count_range, piece[0], piece[1], seed),
+            lambda pool, piece: pool.submit(workload.run_range, piece[0], piece[1], seed),
             lambda pool: pool is not self._pool_,  # closed meanwhile: the rest goes to a new one
             slices(lo, hi, _CHUNK),
             workers,
+            workload.reduction,
+            Tally(progress, hi - lo),
         )
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ Every result (each call's, not only the last) is checked against the reference f
 before its time is reported; the reference is the first of these that applies:
 
 1. a known value: a folding workload (``count``) counts n; the others' ``Workload.known`` (seed 0);
-2. the definition itself, the pure-Python ``Workload.count_range``, when it is predicted to take at
+2. the definition itself, the pure-Python ``Workload.run_range``, when it is predicted to take at
    most ``REFERENCE_BUDGET_S`` (at about a microsecond per element it cannot check 10**9);
 3. agreement of independent implementations. The Python predicates (``python``, ``threads``,
    ``processes``), the same predicates compiled by Numba (``numba``, ``numba-cuda``) and the C++
@@ -35,6 +35,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from partally._timing import Timing, measure
 from partally.workloads import Workload
@@ -75,8 +76,8 @@ class Measurement:
     status: str
     samples: tuple[float, ...] = ()  # seconds per call, one per sample
     calls_per_sample: int = 0
-    result: int | None = None
-    expected: int | None = None
+    result: Any = None  # None: no single result (an error, or runs that disagreed)
+    expected: Any = None
     reference: str = ""  # where ``expected`` came from
     predicted_s: float | None = None
     chose: str | None = None  # for "auto": the backend the dispatcher picked, when it says
@@ -176,7 +177,7 @@ def select_backends(
     return runnable, unavailable
 
 
-def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], int]:
+def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], Any]:
     if backend == AUTO:
         from partally._api import compute
 
@@ -187,7 +188,8 @@ def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], i
     reason = runner.supports(workload)
     if reason is not None:
         raise _NotSupported(reason)
-    return lambda n: runner.count(workload, 0, n, workers=workers, seed=SEED)
+    finish = workload.reduction.finish
+    return lambda n: finish(runner.run(workload, 0, n, workers=workers, seed=SEED), n)
 
 
 class _NotSupported(Exception):
@@ -208,27 +210,27 @@ class _References:
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
-        self._cache: dict[tuple[Workload, int], int] = {}
+        self._cache: dict[tuple[Workload, int], Any] = {}
 
-    def cheap(self, workload: Workload, n: int) -> tuple[int, str] | None:
-        """A known value or the pure-Python count, when one is at hand; None otherwise."""
-        if workload.folds:
+    def cheap(self, workload: Workload, n: int) -> tuple[Any, str] | None:
+        """A known value or the pure-Python result, when one is at hand; None otherwise."""
+        if workload.folds and workload.reduce == "count":
             return n, f"n ({workload.name} counts every i)"
-        known = workload.known.get(n)
+        known = workload.known.get(n) if workload.reduce == "count" else None
         if known is not None:
             return known, "known value"
         if n * workload.python_cost_s <= REFERENCE_BUDGET_S:
             if (workload, n) not in self._cache:
-                self._cache[workload, n] = workload.count_range(0, n, SEED)
-            return self._cache[workload, n], "pure-Python count_range"
+                self._cache[workload, n] = _python(workload, 0, n)
+            return self._cache[workload, n], "pure-Python run_range"
         return None
 
     def resolve(
-        self, workload: Workload, n: int, results: dict[str, int]
-    ) -> tuple[int | None, str]:
-        """(expected count or None, where it came from / why there is none).
+        self, workload: Workload, n: int, results: dict[str, Any]
+    ) -> tuple[Any, str]:
+        """(expected result or None, where it came from / why there is none).
 
-        ``results``: backend -> its count at n, from trusted backends only.
+        ``results``: backend -> its result at n, from trusted backends only.
         """
         cheap = self.cheap(workload, n)
         if cheap is not None:
@@ -242,15 +244,16 @@ class _References:
                 value = self._checker(name, workload, n)
                 if value is not None:
                     counted.append((f"{name} (untimed check)", family, value))
-        votes: dict[str, set[int]] = {}
+        same = workload.reduction.same
+        votes: dict[str, list[Any]] = {}
         voters: dict[str, list[str]] = {}
         for name, family, value in counted:
-            votes.setdefault(family, set()).add(value)
+            votes[family] = _distinct([*votes.get(family, []), value], same)
             voters.setdefault(family, []).append(name)
-        values = {value for _, _, value in counted}
+        values = _distinct([value for _, _, value in counted], same)
         who = "; ".join(f"{family}: {', '.join(voters[family])}" for family in sorted(votes))
         if len(values) > 1:
-            found = ", ".join(f"{name} = {value}" for name, _, value in sorted(counted))
+            found = ", ".join(f"{name} = {value!r}" for name, _, value in sorted(counted, key=repr))
             return None, f"independent implementations disagree ({found})"
         if len(votes) >= 2:
             return values.pop(), f"agreement of {len(votes)} implementations ({who})"
@@ -263,9 +266,9 @@ class _References:
         )
 
     def _sample(
-        self, name: str, workload: Workload, n: int, total: int
-    ) -> tuple[int | None, str]:
-        """``total`` (backend ``name``'s count at n) if that backend matches pure Python on
+        self, name: str, workload: Workload, n: int, total: Any
+    ) -> tuple[Any, str]:
+        """``total`` (backend ``name``'s result at n) if that backend matches pure Python on
         random sub-ranges of [0, n); else None and the sub-range where they differ."""
         from partally.backends import get
 
@@ -275,21 +278,22 @@ class _References:
             lo = draw.randrange(n - length + 1)
             hi = lo + length
             try:
-                got = int(get(name).count(workload, lo, hi, workers=self._workers, seed=SEED))
+                partial = get(name).run(workload, lo, hi, workers=self._workers, seed=SEED)
+                got = workload.reduction.finish(partial, hi - lo)
             except Exception as exc:
                 return None, f"sample check failed: {name} on [{lo}, {hi}): {_one_line(exc)}"
-            python = workload.count_range(lo, hi, SEED)
-            if got != python:
+            python = _python(workload, lo, hi)
+            if not workload.reduction.same(got, python):
                 return None, (
-                    f"sample check failed: {name} counted {got} on [{lo}, {hi}), "
-                    f"pure Python {python}"
+                    f"sample check failed: {name} gave {got!r} on [{lo}, {hi}), "
+                    f"pure Python {python!r}"
                 )
         return total, (
             f"sample: {name} matched the pure-Python count on {SAMPLE_RANGES} random sub-ranges "
             f"of {length:,} elements; the whole range was counted by {_family(name)} alone"
         )
 
-    def _checker(self, name: str, workload: Workload, n: int) -> int | None:
+    def _checker(self, name: str, workload: Workload, n: int) -> Any:
         from partally.backends import get, names
 
         if name not in names():
@@ -298,9 +302,24 @@ class _References:
         try:
             if backend.refusal(workload):
                 return None
-            return int(backend.count(workload, 0, n, workers=self._workers, seed=SEED))
+            partial = backend.run(workload, 0, n, workers=self._workers, seed=SEED)
+            return workload.reduction.finish(partial, n)
         except Exception:
             return None
+
+
+def _python(workload: Workload, lo: int, hi: int) -> Any:
+    """The pure-Python result over [lo, hi): the definition."""
+    return workload.reduction.finish(workload.run_range(lo, hi, SEED), hi - lo)
+
+
+def _distinct(values: Sequence[Any], same: Callable[[Any, Any], bool]) -> list[Any]:
+    """``values`` without repeats (by ``same``: NaN equals NaN, -0.0 is not +0.0), in order."""
+    kept: list[Any] = []
+    for value in values:
+        if not any(same(value, other) for other in kept):
+            kept.append(value)
+    return kept
 
 
 def _family(name: str) -> str:
@@ -348,7 +367,7 @@ def _run_workload(
 ) -> None:
     label = workload.name
     points: dict[str, dict[int, float]] = {name: {} for name in bench.backends}  # n -> seconds
-    callers: dict[str, Callable[[int], int]] = {}
+    callers: dict[str, Callable[[int], Any]] = {}
     broken: dict[str, str] = {}  # backend -> the error that stopped it
     trusted = set(bench.backends)
 
@@ -364,11 +383,11 @@ def _run_workload(
                 points[name][n] = fastest
                 bench.probes.setdefault((label, name), {})[n] = fastest
                 expected = references.cheap(workload, n)
-                if expected is not None and result != expected[0]:
+                if expected is not None and not workload.reduction.same(result, expected[0]):
                     trusted.discard(name)
                     measurement = Measurement(
                         label, name, n, MISMATCH, result=result, expected=expected[0],
-                        reference=expected[1], message="wrong count in the warm-up probe",
+                        reference=expected[1], message="wrong result in the warm-up probe",
                     )
                     bench.measurements.append(measurement)
                     alarm(describe_failure(measurement))
@@ -435,7 +454,7 @@ def _verify(
             m.status = MISMATCH
         elif expected is None and source.startswith("unverified"):
             m.status = UNVERIFIED
-        elif m.result != expected:
+        elif not workload.reduction.same(m.result, expected):
             m.status = MISMATCH
         else:
             m.status = OK
@@ -449,10 +468,10 @@ def _measure(
     workload: Workload,
     name: str,
     n: int,
-    call: Callable[[int], int],
+    call: Callable[[int], Any],
     predicted: float | None,
 ) -> Measurement:
-    results: list[int] = []
+    results: list[Any] = []
     estimate = predicted if predicted is not None else MIN_SAMPLE_S
     calls = int(min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(MIN_SAMPLE_S / max(estimate, 1e-7)))))
     if estimate < 0.05:  # one more untimed call at this very size: first-touch costs
@@ -463,7 +482,7 @@ def _measure(
             results.append(call(n))
 
     timing, _ = measure(sample, bench.repeat)
-    distinct = sorted(set(results))
+    distinct = _distinct(results, workload.reduction.same)
     measurement = Measurement(
         workload.name, name, n, "pending",
         samples=tuple(seconds / calls for seconds in timing.samples),
@@ -473,7 +492,7 @@ def _measure(
         chose=_auto_choice(workload, n) if name == AUTO else None,
     )
     if len(distinct) > 1:
-        measurement.message = f"its runs returned different counts: {distinct}"
+        measurement.message = f"its runs returned different results: {distinct!r}"
     return measurement
 
 
@@ -481,7 +500,7 @@ def describe_failure(m: Measurement) -> str:
     """One loud line for a wrong result or a failed run."""
     if m.status == ERROR:
         return f"ERROR: backend {m.backend!r}, workload {m.workload!r}, n={m.n}: {m.message}"
-    got = m.message if m.result is None else f"returned {m.result}, expected {m.expected}"
+    got = m.message if m.result is None else f"returned {m.result!r}, expected {m.expected!r}"
     if m.message and m.result is not None:
         got = f"{m.message}: {got}"
     return (

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from partally._errors import WorkloadError
+from partally.workloads import reductions
+from partally.workloads.reductions import Reduction
 
 INDEX_LIMIT = 2**63 - 1  # every range end must fit a signed 64-bit integer
 
@@ -22,9 +23,10 @@ def as_is(function: Callable) -> Callable:
 
 @dataclass(frozen=True, eq=False)
 class Workload:
-    """A predicate over the integers: ``compute(n, workload=w)`` counts the i in [0, n) it holds for.
+    """A function over the integers and how its values combine: ``compute(n, workload=w)`` reduces
+    v(i) = f(i, seed) over i in [0, n) by ``reduce`` (``count``: how many are true).
 
-    ``element(int_type, jit)`` builds the per-element predicate ``(i, seed) -> 0 | 1`` computing in
+    ``element(int_type, jit)`` builds the per-element function ``(i, seed) -> value`` computing in
     ``int_type``: Python ``int`` for the pure-Python backends, a NumPy integer type for Numba and
     numba-cuda, which compile the very same body (``jit`` compiles the helpers it calls).
     ``unsigned`` says which NumPy type the compiled backends pass: ``uint64`` (the built-ins' hash
@@ -49,29 +51,44 @@ class Workload:
     cache_key: str = ""  # what is kept per workload is kept under this (default: its name)
     calibration_s: float = 3.0  # auto's budget for timing every backend on it
     function: Callable[[int, int], Any] | None = None  # the user's function (None: a built-in)
+    reduce: str = "count"  # how the element values combine: one of reductions.NAMES
+    returns: str | None = None  # the element kind declared ("int", "float"); None: inferred
+    pickled: Callable[[Workload], tuple[Any, ...]] | None = None  # its __reduce__, if special
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", MappingProxyType(dict(self.known)))
+        reductions.check_name(self.reduce)
+        object.__setattr__(self, "returns", reductions.check_kind(self.returns))
 
     def __repr__(self) -> str:
         return f"<workload {self.name!r}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        if self.builtin:  # by name: the receiving process has the same built-ins
-            from partally.workloads import builtin
-
-            return builtin.get, (self.name,)
-        if self.function is not None:  # the user's function by value: __main__ and notebooks too
-            from partally.workloads import user
-
-            return user.rebuild, (user.payload(self.function), self.name, self.key)
-        return super().__reduce__()
+        # Built-ins travel by name, user functions by value (builtin.py and user.py say how).
+        return self.pickled(self) if self.pickled is not None else super().__reduce__()
 
     @property
     def key(self) -> str:
         """Its identity for what is kept per workload: ``auto``'s calibration, compiled kernels,
-        refusals (a user workload's name and a hash of its code)."""
-        return self.cache_key or self.name
+        refusals (a user workload's name and a hash of its code, then the reduction if not a
+        count, e.g. ``f@1a2b.../sum:float``)."""
+        key = self.cache_key or self.name
+        if self.reduce != "count":
+            key += f"/{self.reduce}:{self.kind}"
+        return key
+
+    @functools.cached_property
+    def kind(self) -> str:
+        """Its element kind: "bool" (count), or "int" / "float", declared or else inferred once
+        from f(0, 0) (``ValueError`` when that cannot tell)."""
+        if self.reduce == "count":
+            return "bool"
+        return self.returns or reductions.infer_kind(self.predicate, self.name, self.reduce)
+
+    @functools.cached_property
+    def reduction(self) -> Reduction:
+        """How its element values combine: zero, fold, merge, finish, same, convert."""
+        return reductions.get(self.reduce, self.kind)
 
     @functools.cached_property  # written to the instance __dict__: fine on a frozen dataclass
     def predicate(self) -> Callable[[int, int], Any]:
@@ -82,20 +99,12 @@ class Workload:
         """``seed`` (in [0, 2**64)) as the compiled backends pass it: as is, or as int64."""
         return seed if self.unsigned or seed < 2**63 else seed - 2**64
 
-    def count_range(self, lo: int, hi: int, seed: int = 0) -> int:
-        """Count the i in [lo, hi) it holds for, in one pure-Python loop.
+    def run_range(self, lo: int, hi: int, seed: int = 0) -> Any:
+        """The partial of its reduction over [lo, hi), in one pure-Python loop.
 
-        An exception raised by the predicate becomes a ``WorkloadError`` naming the workload and i.
+        An exception raised by the function, or a value that cannot be converted to its element
+        kind, becomes a ``WorkloadError`` naming the workload and i.
         """
-        if self.python_loop is not None:
+        if self.python_loop is not None and self.reduce == "count":
             return self.python_loop(lo, hi, seed)
-        predicate = self.predicate
-        result = 0
-        i = lo
-        try:
-            for i in range(lo, hi):
-                if predicate(i, seed):
-                    result += 1
-        except Exception as exc:
-            raise WorkloadError(self.name, i, exc) from exc
-        return result
+        return self.reduction.loop(self.predicate, lo, hi, seed, self.name)

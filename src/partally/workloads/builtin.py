@@ -138,6 +138,11 @@ def make_one(u64: Callable[[int], int], jit: Callable = as_is) -> Callable[[int,
     return always
 
 
+def _by_name(workload: Workload) -> tuple:
+    """A built-in pickled by name: the receiving process has the same built-ins."""
+    return get, (workload.name,)
+
+
 def _guide_loop(lo: int, hi: int, seed: int) -> int:
     result = 0
     for _ in range(lo, hi):  # the guide's loop
@@ -157,6 +162,7 @@ COUNT = Workload(
     native_kernel="count",
     cuda_kernel="partally_count",
     builtin=True,
+    pickled=_by_name,
     python_loop=_guide_loop,
 )
 PRIMES = Workload(
@@ -172,6 +178,7 @@ PRIMES = Workload(
     native_kernel="primes",
     cuda_kernel="partally_primes",
     builtin=True,
+    pickled=_by_name,
 )
 # pi at 10**7 was counted by the pure-Python loop, numba and native, which agreed.
 PI = Workload(
@@ -186,6 +193,7 @@ PI = Workload(
     native_kernel="pi",
     cuda_kernel="partally_pi",
     builtin=True,
+    pickled=_by_name,
 )
 
 BUILTINS: dict[str, Workload] = {w.name: w for w in (COUNT, PRIMES, PI)}

@@ -1,4 +1,5 @@
-"""The user's own workloads: a Python function ``f(i, seed)`` whose truth value says whether i counts.
+"""The user's own workloads: a Python function ``f(i, seed)``, counted by its truth value or its
+values summed, averaged, or searched for their min or max (``reduce=``).
 
 The same function runs on every backend that runs Python functions: called as is by ``python``,
 ``threads`` and ``processes`` (shipped by value with cloudpickle, so ``__main__`` functions work),
@@ -20,6 +21,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from partally.workloads import reductions
 from partally.workloads.base import Workload
 
 USER_CALIBRATION_S = 0.6  # auto's budget for timing a user workload's backends
@@ -106,9 +108,20 @@ def _check_signature(function: object) -> Callable:
     return function
 
 
-def make(function: Callable, name: str | None = None) -> Workload:
-    """``function`` (called as ``function(i, seed)``) as a Workload; ``TypeError`` if it cannot be."""
+def make(
+    function: Callable, name: str | None = None, reduce: str = "count", returns: object = None
+) -> Workload:
+    """``function`` (called as ``function(i, seed)``) as a Workload reducing its values by
+    ``reduce``; ``TypeError`` if it cannot be called so, ``ValueError`` for a bad ``reduce`` or
+    ``returns`` (the element kind: int, float, or None to infer it from f(0, 0))."""
     _check_signature(function)
+    reductions.check_name(reduce)
+    kind = reductions.check_kind(returns)
+    if reduce == "count" and kind is not None:
+        raise ValueError(
+            f"returns={returns!r} is for reduce='sum', 'mean', 'min' or 'max'; "
+            "reduce='count' counts the values that are true"
+        )
     if name is None:
         name = getattr(function, "__name__", None) or type(function).__name__
     if not isinstance(name, str) or not name:
@@ -122,37 +135,57 @@ def make(function: Callable, name: str | None = None) -> Workload:
         cache_key=f"{name}@{digest(function)}",
         calibration_s=USER_CALIBRATION_S,
         function=function,
+        reduce=reduce,
+        returns=kind,
+        pickled=_pickled_by_value,
     )
 
 
-def wrap(function: Callable) -> Workload:
-    """The Workload for a plain function passed as ``workload=``: made once per function (the
-    last few hundred are kept; a lambda made anew in a loop gets the same key, so its compiled
-    kernels are reused all the same)."""
+def _pickled_by_value(workload: Workload) -> tuple[Any, ...]:
+    """A user workload pickled: its function by value (``__main__`` and notebooks too), its
+    reduction and element kind (not inferred again in the worker)."""
+    kind = None if workload.reduce == "count" else workload.kind
+    return rebuild, (payload(workload.function), workload.name, workload.cache_key, workload.reduce, kind)
+
+
+def wrap(function: Callable, reduce: str = "count") -> Workload:
+    """The Workload for a plain function passed as ``workload=``: made once per function and
+    reduction (the last few hundred are kept; a lambda made anew in a loop gets the same key, so
+    its compiled kernels are reused all the same)."""
     try:
-        return _wrapped(function)
+        return _wrapped(function, reduce)
     except TypeError:  # an unhashable callable object
-        return make(function)
+        return make(function, reduce=reduce)
 
 
 @functools.lru_cache(maxsize=256)
-def _wrapped(function: Callable) -> Workload:
-    return make(function)
+def _wrapped(function: Callable, reduce: str) -> Workload:
+    return make(function, reduce=reduce)
 
 
 def workload(
-    function: Callable | None = None, *, name: str | None = None
+    function: Callable | None = None,
+    *,
+    name: str | None = None,
+    reduce: str = "count",
+    returns: object = None,
 ) -> Workload | Callable[[Callable], Workload]:
-    """Make ``function(i, seed)`` a workload: ``@partally.workload`` or ``partally.workload(f, name=...)``.
+    """Make ``function(i, seed)`` a workload: ``@partally.workload``,
+    ``@partally.workload(reduce="sum")`` or ``partally.workload(f, name=..., reduce=..., returns=...)``.
 
-    ``compute(n, workload=w)`` then counts the i in [0, n) for which ``function(i, seed)`` is true,
-    on any backend that runs Python functions (python, threads, processes, numba, numba-cuda,
-    ray). The compiled backends pass i and seed as signed 64-bit integers: a function that
-    overflows 64 bits counts differently there (the bench shows it as a mismatch).
+    ``compute(n, workload=w)`` then reduces v(i) = function(i, seed) over i in [0, n):
+    ``reduce="count"`` (default) counts the i whose value is true; ``"sum"`` gives the exact sum
+    (an int for int values; for floats the exact sum rounded once); ``"mean"`` the exact sum / n
+    rounded once; ``"min"`` / ``"max"`` an ``Extremum(value, index)`` (floats in IEEE total
+    order, ties to the smallest i, any NaN wins). ``returns`` (int or float) declares the element
+    kind; by default it is inferred once from function(0, 0). It runs on any backend that runs
+    Python functions (python, threads, processes, numba, numba-cuda, ray, celery). The compiled
+    backends pass i and seed as signed 64-bit integers: a function that overflows 64 bits gives
+    different values there (the bench shows it as a mismatch).
     """
     if function is None:
-        return lambda f: make(f, name)
-    return make(function, name)
+        return lambda f: make(f, name, reduce, returns)
+    return make(function, name, reduce, returns)
 
 
 def payload(function: Callable) -> bytes:
@@ -194,13 +227,15 @@ def _installed_folders() -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=64)
-def rebuild(payload: bytes, name: str, key: str) -> Workload:
+def rebuild(
+    payload: bytes, name: str, key: str, reduce: str = "count", kind: str | None = None
+) -> Workload:
     """A user Workload from its pickled function (in a pool or Ray worker; once per workload)."""
     import cloudpickle
 
     function = cloudpickle.loads(payload)
-    made = make(function, name)
-    return made if made.key == key else _with_key(made, key)
+    made = make(function, name, reduce, kind)
+    return made if made.cache_key == key else _with_key(made, key)
 
 
 def _with_key(made: Workload, key: str) -> Workload:

@@ -575,7 +575,8 @@ def map_io(
 
     `mode` is "asyncio" (an `async def fn`, on an event loop), "threads" (a sync `fn` on at most
     `limit` threads, at most MAX_THREADS) or "sequential" (one call at a time, in this thread);
-    None picks "asyncio" for an async `fn`, else "threads".
+    None picks "asyncio" for an async `fn`, else "threads". The asyncio mode runs its own event
+    loop (uvloop's where it is installed: the `uvloop` extra); from async code use `amap_io`.
 
     - `items`: any iterable, read lazily as workers free up (a generator is never listed).
     - `limit`: at most this many calls in flight.

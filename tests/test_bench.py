@@ -453,3 +453,47 @@ def test_plot_is_written(tmp_path):
     path = tmp_path / "bench.png"
     bench_plot.plot(bench_report.report(bench), str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _zero(i, seed):
+    return 0.0
+
+
+def _nan(i, seed):
+    return float("nan")
+
+
+class SignedZero(Backend):
+    """The min of a float workload, with the sign of a zero flipped (equal by ==, not bit for bit)."""
+
+    name = "signedzero"
+    family = "Python"
+
+    def run(self, workload, lo, hi, *, workers, seed, progress=None):
+        from partally.workloads.reductions import Extreme, float_key
+
+        found = workload.run_range(lo, hi, seed)
+        return Extreme(float_key(-0.0), found.index) if found is not None else None
+
+
+def test_reductions_are_verified_bit_for_bit(register):
+    import partally
+
+    register("signedzero", SignedZero)
+    low = partally.workload(_zero, reduce="min")
+    bench = bench_run.run_bench([low], [10**3], ["python", "signedzero"], {}, repeat=1,
+                                workers=2, budget_s=1.0)
+    status = {m.backend: m.status for m in bench.measurements}
+    assert status == {"python": bench_run.OK, "signedzero": bench_run.MISMATCH}
+    assert "returned Extremum(value=-0.0, index=0), expected Extremum(value=0.0, index=0)" in (
+        bench_run.describe_failure(next(m for m in bench.measurements if m.backend == "signedzero"))
+    )
+
+
+def test_a_nan_result_equals_itself(register):
+    import partally
+
+    nan = partally.workload(_nan, reduce="sum")
+    bench = bench_run.run_bench([nan], [10**3, 10**4], ["python", "threads"], {}, repeat=3,
+                                workers=2, budget_s=1.0)
+    assert bench.ok and {m.status for m in bench.measurements} == {bench_run.OK}

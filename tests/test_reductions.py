@@ -168,3 +168,31 @@ def test_partials_merge_in_any_order():
 def test_the_cpp_backends_refuse_other_reductions(backend):
     made = partally.workload(square, reduce="sum")
     assert get(backend).supports(made) is not None
+
+
+def test_the_cli_prints_a_float_that_reads_back_exactly_and_explains_the_values(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "payoffs.py").write_text(
+        "import partally\n\n"
+        "def wave(i, seed):\n    return (i * 2654435761 + seed) % 1000 * 0.001 - 0.4\n\n"
+        "@partally.workload(reduce='max')\ndef best(i, seed):\n    return i % 7\n"
+    )
+    run = lambda *argv: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "partally", "compute", *argv], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )
+    done = run("1e4", "--workload", "payoffs:wave", "--reduce", "sum", "--backend", "threads")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == exact_float_sum([wave(i, 0) for i in range(10**4)])
+    assert done.stdout.strip() == repr(float(done.stdout))
+    done = run("1e4", "--workload", "payoffs:wave", "--reduce", "mean", "-v")
+    assert done.returncode == 0, done.stderr
+    assert "mean of float values (inferred from f(0, 0))" in done.stderr
+    done = run("100", "--workload", "payoffs:best", "--backend", "python")
+    assert done.stdout.strip() == "6 at i = 6"
+    done = run("100", "--workload", "payoffs:best", "--reduce", "min")
+    assert done.returncode == 2 and "declared with reduce='max'" in done.stderr
+    explained = partally.explain(10**4, wave, reduce="min")
+    assert explained.values == "min of float values (inferred from f(0, 0))"

@@ -32,16 +32,18 @@ def use_dispatcher(replacement: Dispatcher | None) -> None:
             _made.append(replacement)
 
 
-def explain(n: int, workload: object = "count") -> Explanation:
-    """Which backend ``partally.compute(n, workload=workload)`` would run on here, and why.
+def explain(n: int, workload: object = "count", *, reduce: str | None = None) -> Explanation:
+    """Which backend ``partally.compute(n, workload=workload, reduce=reduce)`` would run on here,
+    and why.
 
     Returns an ``Explanation``: ``.backend`` is the choice, ``.reason`` the rule that made it,
-    ``.predicted`` the cost model's seconds per backend when the models decided; ``str()`` of it
-    reads as one line. Like ``compute``, the first call for a workload may calibrate (about 3 s,
-    then cached on this machine).
+    ``.predicted`` the cost model's seconds per backend when the models decided, ``.values``
+    what is reduced (e.g. "sum of float values (inferred from f(0, 0))"; "" for a count);
+    ``str()`` of it reads as one line. Like ``compute``, the first call for a workload and
+    reduction may calibrate (about 3 s, then cached on this machine).
     """
     from partally import _validate
 
-    chosen = _validate.workload(workload)
+    chosen = _validate.workload(workload, reduce)
     n = _validate.size(n, chosen)
     return dispatcher().explain(chosen, n)

@@ -19,6 +19,7 @@ backends start up is remembered per (workload, n), so a repeated call costs one 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import weakref
@@ -56,9 +57,11 @@ class Explanation:
     reason: str
     predicted: dict[str, float] = field(default_factory=dict)
     not_started: tuple[str, ...] = ()
+    values: str = ""  # what is reduced, e.g. "sum of float values (inferred from f(0, 0))"
 
     def __str__(self) -> str:
-        text = f"auto: {self.backend!r} for {self.workload} at n = {self.n} ({self.reason})"
+        what = f"{self.workload}, {self.values}" if self.values else self.workload
+        text = f"auto: {self.backend!r} for {what} at n = {self.n} ({self.reason})"
         if self.predicted:
             times = ", ".join(
                 f"{name} {_format.seconds(t)}"
@@ -67,6 +70,15 @@ class Explanation:
             )
             text += f"; predicted: {times}"
         return text
+
+
+def values(workload: Workload) -> str:
+    """What ``workload`` reduces, in words: "" for a count, else e.g. "sum of float values
+    (inferred from f(0, 0))" or "min of int values (declared)"."""
+    if workload.reduce == "count":
+        return ""
+    how = "declared" if workload.returns else "inferred from f(0, 0)"
+    return f"{workload.reduce} of {workload.kind} values ({how})"
 
 
 def _unconfigured(name: str) -> bool:
@@ -264,4 +276,4 @@ class Dispatcher:
     def explain(self, workload: Workload, n: int) -> Explanation:
         """Which backend ``auto`` would choose, and why (may calibrate, never runs the work)."""
         with self._lock:
-            return self._decide(workload, n)[0]
+            return dataclasses.replace(self._decide(workload, n)[0], values=values(workload))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -75,8 +76,8 @@ def summarize(bench: Bench) -> list[dict[str, Any]]:
                 "samples_s": list(m.samples),
                 "calls_per_sample": m.calls_per_sample,
                 "elements_per_s": m.n / m.median if m.median else None,
-                "result": m.result,
-                "expected": m.expected,
+                "result": _json_value(m.result),
+                "expected": _json_value(m.expected),
                 "reference": m.reference,
                 "predicted_s": m.predicted_s,
                 "chose": m.chose,
@@ -437,3 +438,14 @@ def _pivot(rows: list[dict[str, Any]], backends: list[str], sizes: list[int]) ->
         cells += [last[4], last[5]] if last else ["", ""]
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def _json_value(value: Any) -> Any:
+    """A result as strict JSON: a non-finite float as its repr ("nan", "inf", "-inf"), a min
+    or max as {"value": ..., "index": ...}; ints and finite floats as they are (a float's
+    JSON text reads back to the same float)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return {key: _json_value(item) for key, item in value._asdict().items()}
+    return value

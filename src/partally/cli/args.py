@@ -73,21 +73,24 @@ def error(command: str, message: str) -> int:
     return 2
 
 
-def workload_argument(text: str) -> Any:
-    """A workload on the command line: a built-in's name, or ``module:function`` (importable)."""
-    from partally.workloads import names, resolve
+def workload_argument(text: str, reduce: str | None = None) -> Any:
+    """A workload on the command line: a built-in's name, or ``module:function`` (importable),
+    reducing by ``reduce`` (None: its own)."""
+    from partally.workloads import BUILTINS, names, resolve
 
     if ":" not in text:
-        try:
-            return resolve(text)
-        except ValueError:
+        if text not in BUILTINS:
             raise argparse.ArgumentTypeError(
                 f"unknown workload {text!r}; expected one of {names()} or module:function"
-            ) from None
+            )
+        try:
+            return resolve(text, reduce)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     from partally.workloads.user import from_import_path
 
     try:
-        return from_import_path(text)
+        return from_import_path(text, reduce)
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -1,4 +1,4 @@
-"""``partally compute N``: count on one backend, or the one auto picks."""
+"""``partally compute N``: count (or sum, mean, min, max) on one backend, or the one auto picks."""
 
 from __future__ import annotations
 
@@ -7,21 +7,34 @@ import sys
 from typing import Any
 
 from partally.cli.args import backend_choices, count_argument, parse_size, positive, workload_argument
+from partally.workloads.reductions import NAMES
 
 
 def _compute(args: argparse.Namespace) -> int:
     from partally._api import compute
 
+    try:
+        args.workload = workload_argument(args.workload, args.reduce)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"argument --workload: {exc}") from None
     if args.verbose:
         print(describe_choice(args), file=sys.stderr)
     result = compute(
         args.n, backend=args.backend, workload=args.workload, workers=args.workers, seed=args.seed
     )
-    if args.workload.name == "pi" and args.workload.builtin and args.n:
-        print(f"{result}  (pi ~ {4 * result / args.n:.10f})")
-    else:
-        print(result)
+    print(shown(result, args))
     return 0
+
+
+def shown(result: Any, args: argparse.Namespace) -> str:
+    """The result as printed: floats by ``repr`` (they read back to the same float), a min or
+    max as ``value at i = index``, pi's count with its estimate."""
+    workload = args.workload
+    if workload.name == "pi" and workload.builtin and args.n:
+        return f"{result}  (pi ~ {4 * result / args.n:.10f})"
+    if workload.reduce in ("min", "max"):
+        return f"{result.value!r} at i = {result.index}"
+    return repr(result)
 
 
 def describe_choice(args: argparse.Namespace) -> str:
@@ -34,14 +47,22 @@ def describe_choice(args: argparse.Namespace) -> str:
 
 
 def add_command(commands: Any) -> None:
-    compute = commands.add_parser("compute", help="count the i in [0, N) that satisfy a workload")
+    compute = commands.add_parser(
+        "compute", help="count the i in [0, N) that satisfy a workload, or reduce its values"
+    )
     compute.add_argument("n", type=count_argument, metavar="N", help="size: 1000, 1e9, 10**9 ...")
     compute.add_argument("--backend", default="auto", choices=backend_choices())
     compute.add_argument(
         "--workload",
-        type=workload_argument,
         default="count",
         help="count, primes, pi, or module:function (your own; default count)",
+    )
+    compute.add_argument(
+        "--reduce",
+        choices=NAMES,
+        default=None,
+        help="how the values f(i, seed) combine: count (default), sum, mean, min, max "
+        "(your own workload; a float prints by repr, exactly)",
     )
     compute.add_argument("--workers", type=positive, default=None,
                          help="default: every core (ray, celery: every CPU of the cluster)")

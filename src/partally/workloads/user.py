@@ -244,8 +244,10 @@ def _with_key(made: Workload, key: str) -> Workload:
     return dataclasses.replace(made, cache_key=key)
 
 
-def from_import_path(path: str) -> Workload:
-    """``module:function`` (importable; the current folder is searched too) as a Workload."""
+def from_import_path(path: str, reduce: str | None = None) -> Workload:
+    """``module:function`` (importable; the current folder is searched too) as a Workload
+    reducing by ``reduce`` (None: a decorated workload's own, else count; ``ValueError`` if it
+    contradicts a decorated workload's own)."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"{path!r} is not module:function (e.g. mypkg.kernels:long_collatz)")
@@ -264,5 +266,10 @@ def from_import_path(path: str) -> Workload:
                 f"module {module_name!r} has no {attribute!r} (for --workload {path})"
             ) from None
     if isinstance(found, Workload):
+        if reduce is not None and reduce != found.reduce:
+            raise ValueError(
+                f"workload {found.name!r} is declared with reduce={found.reduce!r}; "
+                f"--reduce {reduce} contradicts it (leave --reduce out, or declare it so)"
+            )
         return found
-    return make(found, attribute)
+    return make(found, attribute, reduce or "count")

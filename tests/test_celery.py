@@ -251,6 +251,44 @@ def test_a_dead_broker_is_refused_within_seconds(listener):
 
 
 @pytest.mark.timeout(120)
+def test_the_broker_lost_mid_run_fails_clearly_and_soon():
+    """A cluster of its own (one worker): its Redis is killed while chunks run."""
+    why = missing()
+    if why:
+        pytest.skip(why)
+    code = (
+        "import partally, time\n"
+        "partally.compute(10**6, backend='celery', workload='pi')\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    partally.compute(10**12, backend='celery', workload='pi')  # minutes of work\n"
+        "except RuntimeError as exc:\n"
+        "    print('error:', exc, flush=True)\n"
+    )
+    with CeleryCluster().start(workers=1) as doomed:
+        driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=doomed.env())
+        try:
+            assert driver.stdout.readline().strip() == "ready", driver.stderr.read()[-3000:]
+            pool = doomed.workers[0].pool()[0]
+            ticks, deadline = cpu_ticks(pool), time.monotonic() + 30
+            while cpu_ticks(pool) <= ticks + 1:  # a chunk runs
+                assert time.monotonic() < deadline, "no chunk seen running"
+                time.sleep(0.02)
+            doomed.redis.stop()
+            killed = time.monotonic()
+            stdout, stderr = driver.communicate(timeout=60)
+        finally:
+            driver.kill()
+        elapsed = time.monotonic() - killed
+    assert driver.returncode == 0, stderr[-3000:]
+    port = doomed.redis.port
+    assert stdout.startswith(f"error: lost the Celery cluster on redis://:**@127.0.0.1:{port}/0 "
+                             "mid-run"), stdout
+    assert elapsed < 30
+
+
+@pytest.mark.timeout(120)
 def test_info_and_bench_name_the_broker_and_workers(two_workers):
     port = two_workers.redis.port
     said = (f"Celery workers on redis://:**@127.0.0.1:{port}/0: 2 workers, 2 processes "

@@ -38,10 +38,14 @@ QUEUE = "partally"  # partally's tasks, and no one else's
 MAX_ATTEMPTS = 3  # starts of one chunk before it is given up as one that kills its worker
 ATTEMPTS_KEY = "partally:attempts:"  # + task id: how often a chunk has started
 EXPIRES_S = 3600  # results, attempt counters and queued chunks outlive a lost client this long
+_GIVE_UP_SOON = {"retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
+                                  "interval_max": 1}}
 
 
-def make_app() -> Celery:
-    """partally's Celery app, configured from the environment as it is now."""
+def make_app(client: bool = False) -> Celery:
+    """partally's Celery app, configured from the environment as it is now; ``client``: for the
+    ``celery`` backend's driver, which gives up on a lost result store within seconds (a worker
+    keeps trying, as Celery does by default)."""
     made = Celery("partally", set_as_current=False)
     sweep = {
         "visibility_timeout": celery_visibility_timeout(),
@@ -62,7 +66,7 @@ def make_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=sweep,
-        result_backend_transport_options=sweep,
+        result_backend_transport_options={**sweep, **(_GIVE_UP_SOON if client else {})},
         visibility_timeout=sweep["visibility_timeout"],
         result_expires=EXPIRES_S,
         broker_connection_retry_on_startup=True,

@@ -164,7 +164,7 @@ class CeleryBackend(ClusterBackend):
         with self._lock:
             if self._app is None or self._urls != urls:
                 self._drop()
-                self._app, self._urls = worker_side.make_app(), urls
+                self._app, self._urls = worker_side.make_app(client=True), urls
             return self._app
 
     def _drop(self) -> None:
@@ -276,6 +276,7 @@ class _CeleryTasks:
         self.payload: tuple[Workload, bytes] | None = None
         self.metas: dict[str, dict] = {}
         self.silent_since: float | None = None
+        self.lost = False
 
     def cpus(self) -> int:
         return max(1, self.processes)
@@ -304,8 +305,8 @@ class _CeleryTasks:
             except Silent:
                 pass
             done, rest = self._split(chunks)
-        except (OSError, *self.store.connection_errors) as exc:
-            raise self._lost("the result store stopped answering", exc) from exc
+        except (OSError, RuntimeError, *self.store.connection_errors) as exc:  # Celery's own
+            raise self._lost("the result store stopped answering", exc) from exc  # is a RuntimeError
         if done:
             self.silent_since = None
         else:
@@ -328,7 +329,7 @@ class _CeleryTasks:
         """Raise once no worker has answered for ``_WORKERS_LOST_S`` (asked after a silent wait)."""
         now = time.monotonic()
         try:
-            alive = self.backend._ping(self.app)  # noqa: SLF001 - the backend's own check
+            alive = self._reachable() and self.backend._ping(self.app)  # noqa: SLF001
         except BackendUnavailable:
             alive = False
         if alive:
@@ -338,10 +339,21 @@ class _CeleryTasks:
         if now - self.silent_since >= _WORKERS_LOST_S:
             raise self._lost(f"no worker has answered for {_WORKERS_LOST_S:g} s", None)
 
+    def _reachable(self) -> bool:
+        """Whether the broker and result store answer now (within seconds: Celery's own
+        client would retry a dead broker for minutes)."""
+        try:
+            _probe(celery_broker_url() or "", "broker")
+            _probe(celery_result_url() or "", "result store")
+        except BackendUnavailable:
+            return False
+        return True
+
     def _lost(self, why: str, exc: BaseException | None) -> RuntimeError:
+        self.lost = True  # nothing to revoke or forget on a cluster that is gone
         self.backend.close()
         broker = _shown(celery_broker_url() or "")
-        cause = f" ({exc})" if exc is not None else ""
+        cause = f" ({' '.join(str(exc).split())})" if exc is not None else ""
         return RuntimeError(
             f"lost the Celery cluster on {broker} mid-run: {why}{cause}; the count was not "
             f"finished. Check the broker and the workers (`celery -A partally.celery inspect "
@@ -374,9 +386,11 @@ class _CeleryTasks:
 
     def cancel(self, chunks: list[_Chunk]) -> None:
         """Revoke the chunks still queued; a running one finishes (never ``terminate=True``)."""
+        if self.lost or not self._reachable():
+            return  # the broker is gone: nothing to revoke on
         try:
             self.app.control.revoke([chunk.id for chunk in chunks])
-        except Exception:  # noqa: BLE001 - the broker is gone: nothing to revoke on
+        except Exception:  # noqa: BLE001 - it went meanwhile
             pass
 
     def release(self, chunks: Iterable[_Chunk]) -> None:
@@ -384,7 +398,7 @@ class _CeleryTasks:
         from partally import celery as worker_side
 
         ids = [chunk.id for chunk in chunks]
-        if not ids:
+        if not ids or self.lost:
             return
         try:
             keys = [self.store.get_key_for_task(task) for task in ids]

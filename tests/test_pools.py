@@ -1,6 +1,6 @@
 """The merge loop under the pool backends (backends/_common.py), on executors whose timing the test
 controls: run_bounded sums every piece once, never has more than ``in_flight`` pending and draws
-pieces lazily; count_on_pool survives a retired pool and raises the failures of a current one.
+pieces lazily; run_on_pool survives a retired pool and raises the failures of a current one.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from partally._machine import cores
 from partally.backends._common import (
     capped_workers,
-    count_on_pool,
     paced_slices,
     run_bounded,
+    run_on_pool,
     slices,
     split_range,
 )
+from partally.workloads import reductions
+
+SUM = reductions.get("sum", "int")  # the partials below are ints: merged by adding
 
 HANG_S = 30  # a hang bound: every wait below ends in microseconds when the code is right
 
@@ -134,14 +137,14 @@ def test_run_bounded_sums_each_piece_once_and_fills_the_bound(in_flight, parts):
             yield piece
 
     done = []
-    assert run_bounded(pool.submit, lazily(), in_flight, done) == sum(range(10, 5000))
+    assert run_bounded(pool.submit, lazily(), in_flight, SUM, done) == sum(range(10, 5000))
     assert not pool.stalled
     assert pool.most == min(in_flight, len(pieces))
     assert sorted(done) == [(piece, value(piece)) for piece in pieces]
 
 
 def test_run_bounded_without_pieces_is_zero():
-    assert run_bounded(Driven(0, 2).submit, [], 2) == 0
+    assert run_bounded(Driven(0, 2).submit, [], 2, SUM) == 0
 
 
 def test_an_error_is_raised_and_the_pending_pieces_are_cancelled():
@@ -149,7 +152,7 @@ def test_an_error_is_raised_and_the_pending_pieces_are_cancelled():
     pool = Driven(len(pieces), 3, fail={pieces[4]})
     done = []
     with pytest.raises(ValueError, match=r"piece \(400, 500\)"):
-        run_bounded(pool.submit, iter(pieces), 3, done)
+        run_bounded(pool.submit, iter(pieces), 3, SUM, done)
     assert [piece for piece, _ in done] == pieces[:4]
     assert len(pool.submitted) == 7  # pieces 4, 5 and 6 were in flight; none drawn beyond them
     assert all(future.cancelled() for future in pool.submitted[5:])
@@ -185,8 +188,8 @@ def test_a_pool_retired_under_a_submit_passes_its_rest_to_the_next(retire_at):
         return pool.submit(gate.task, piece)
 
     pieces = split_range(0, 10_000, 40)
-    total = count_on_pool(lambda: current[0], submit, lambda pool: pool is not current[0],
-                          iter(pieces), in_flight=3)
+    total = run_on_pool(lambda: current[0], submit, lambda pool: pool is not current[0],
+                          iter(pieces), 3, SUM)
     second.shutdown()
     assert total == sum(range(10_000))
     redone = [piece for pool, piece in calls if pool is second]
@@ -214,8 +217,8 @@ def test_a_pool_retired_while_its_pieces_wait_passes_them_on():
         gate.event.set()
 
     pieces = split_range(0, 10_000, 40)
-    total = count_on_pool(lambda: current[0], submit, lambda pool: pool is not current[0],
-                          iter(pieces), in_flight=3)
+    total = run_on_pool(lambda: current[0], submit, lambda pool: pool is not current[0],
+                          iter(pieces), 3, SUM)
     second.shutdown()
     assert total == sum(range(10_000))
     # the cancelled ones reached the caller before the running one finished: nothing counted
@@ -228,7 +231,7 @@ def test_a_current_pool_that_refuses_raises_its_error():
         raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
     with pytest.raises(RuntimeError, match="interpreter shutdown") as caught:
-        count_on_pool(lambda: "pool", submit, lambda pool: False, iter([(0, 5)]), in_flight=2)
+        run_on_pool(lambda: "pool", submit, lambda pool: False, iter([(0, 5)]), 2, SUM)
     assert type(caught.value) is RuntimeError
 
 
@@ -239,7 +242,7 @@ def test_a_broken_current_pool_raises_broken_executor():
         return future
 
     with pytest.raises(BrokenExecutor, match="a worker died"):
-        count_on_pool(lambda: "pool", submit, lambda pool: False, iter([(0, 5), (5, 9)]), 2)
+        run_on_pool(lambda: "pool", submit, lambda pool: False, iter([(0, 5), (5, 9)]), 2, SUM)
 
 
 def test_a_task_error_is_raised_even_when_the_pool_was_retired():
@@ -249,7 +252,7 @@ def test_a_task_error_is_raised_even_when_the_pool_was_retired():
         return future
 
     with pytest.raises(ValueError, match="the user's function failed"):
-        count_on_pool(lambda: "pool", submit, lambda pool: True, iter([(0, 5)]), 2)
+        run_on_pool(lambda: "pool", submit, lambda pool: True, iter([(0, 5)]), 2, SUM)
 
 
 @pytest.mark.parametrize("attempts", [1, 3])
@@ -264,5 +267,6 @@ def test_pools_retired_again_and_again_give_up_after_the_attempts(attempts):
         raise RuntimeError("cannot schedule new futures after shutdown")
 
     with pytest.raises(RuntimeError, match="after shutdown"):
-        count_on_pool(acquire, submit, lambda pool: True, iter([(0, 5)]), 2, attempts=attempts)
+        run_on_pool(acquire, submit, lambda pool: True, iter([(0, 5)]), 2, SUM,
+                    attempts=attempts)
     assert len(acquired) == attempts

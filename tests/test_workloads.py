@@ -73,7 +73,7 @@ def test_pi_hit_matches_the_definition(i, seed):
 
 def test_count_counts_every_i_of_any_range():
     count = resolve("count")
-    assert [count.count_range(lo, hi) for lo, hi in [(5, 17), (0, 3), (9, 9), (10, 3)]] == [12, 3, 0, 0]
+    assert [count.run_range(lo, hi) for lo, hi in [(5, 17), (0, 3), (9, 9), (10, 3)]] == [12, 3, 0, 0]
     assert compiled("count")([0, 7, 2**63 - 1]) == [1, 1, 1]
 
 

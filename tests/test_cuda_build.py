@@ -82,14 +82,28 @@ _COMPILE_CHECK = textwrap.dedent(
     from numba import cuda, types
     # No GPU here: compile the device functions for sm_90 instead of the current device.
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
+    import partally
     from partally.backends import _numba_cuda_kernels as k
     from partally.workloads import BUILTINS
-    sig = (types.uint64, types.uint64, types.uint64, types.uint64[::1])
     for name, workload in BUILTINS.items():
-        kernel = k.kernel(workload)[0]
-        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        kernel, index_type = k.make(workload, "count")
+        ptx, _ = cuda.compile_ptx(kernel.py_func, k.signature("count", index_type), cc=(9, 0))
         assert ".entry" in ptx, name
         assert ".f64" not in ptx, f"{name}: float64 in the PTX (int64 and uint64 mixed?)"
+    # Every reduction kernel, compiled as partally compiles it: no FMA contraction.
+    def payoff(i, seed):
+        x = float(i) * 1.1
+        return x * x + 0.3
+    for reduce, returns in [("sum", float), ("min", float), ("sum", int), ("max", int)]:
+        workload = partally.workload(payoff if returns is float else (lambda i, s: i * 3 + s),
+                                     reduce=reduce, returns=returns)
+        name = {"sum": "sum", "min": "extreme", "max": "extreme"}[reduce]
+        name = f"{returns.__name__}_{name}"
+        kernel, index_type = k.make(workload, name)
+        with k._no_fma():
+            ptx, _ = cuda.compile_ptx(kernel.py_func, k.signature(name, index_type), cc=(9, 0))
+        assert ".entry" in ptx and "fma.rn.f64" not in ptx, name
+        assert returns is int or "mul.rn.f64" in ptx, name
     print("compiled")
     """
 )

@@ -16,6 +16,7 @@ import pytest
 
 from partally.workloads import BUILTINS, resolve
 
+import exact_reference as ref
 from reference import count_range, loop_count
 
 pytestmark = [
@@ -99,7 +100,7 @@ def test_compute_uses_the_simulator():
 def test_bad_shape_is_refused():
     with pytest.raises(ValueError, match="threads per block"):
         kernel, index_type = numba_cuda.kernel(BUILTINS["pi"])
-        _numba_cuda_kernels.launch(kernel, index_type, [(0, 10)], 0, 1, 2048)
+        _numba_cuda_kernels.launch(kernel, index_type, "count", [(0, 10)], 0, 1, 2048)
 
 
 def _examples():
@@ -121,3 +122,58 @@ def test_user_workloads_as_device_functions(index, seed):
     lo, hi = 10**6, 10**6 + 300  # the simulator runs about a thousand elements a second
     got = numba_cuda.count(example, lo, hi, workers=1, seed=seed, blocks=2, threads=32)
     assert got == loop_count(example.function, lo, hi, seed)
+
+
+# Reductions: every kernel against the exact references of tests/exact_reference.py. The simulator
+# runs about a thousand elements a second: small ranges, shapes that leave threads idle or busy.
+REDUCTIONS = [
+    (ref.mixed, float, "sum"), (ref.mixed, float, "mean"), (ref.mixed, float, "min"),
+    (ref.mixed_finite, float, "sum"), (ref.mixed_finite, float, "max"),
+    (ref.cancelling, float, "sum"), (ref.signed_zeros, float, "min"),
+    (ref.signed_zeros, float, "max"), (ref.big_ints, int, "sum"), (ref.big_ints, int, "mean"),
+    (ref.ties, int, "min"), (ref.ties, int, "max"),
+]
+
+
+def _exact(function, reduce, lo, hi, seed):
+    xs = ref.values(function, lo, hi, seed)
+    if reduce in ("min", "max"):
+        return ref.extreme(xs, lo, reduce)
+    if isinstance(xs[0], float):
+        return ref.float_sum(xs) if reduce == "sum" else ref.float_mean(xs)
+    return sum(xs) if reduce == "sum" else sum(xs) / len(xs)
+
+
+@pytest.mark.parametrize("function, returns, reduce", REDUCTIONS,
+                         ids=lambda x: getattr(x, "__name__", str(x)))
+@pytest.mark.parametrize("blocks, threads, gpu_slice", [(1, 1, 2**28), (3, 17, 2**28), (2, 32, 61)])
+def test_reductions_are_exact(function, returns, reduce, blocks, threads, gpu_slice):
+    import partally
+
+    workload = dataclasses.replace(
+        partally.workload(function, reduce=reduce, returns=returns), gpu_slice=gpu_slice
+    )
+    lo, hi, seed = 5, 205, 3
+    partial = numba_cuda.run(workload, lo, hi, workers=1, seed=seed, blocks=blocks, threads=threads)
+    got = workload.reduction.finish(partial, hi - lo)
+    assert ref.same(got, _exact(function, reduce, lo, hi, seed)), (got, reduce)
+
+
+def test_an_int_sum_past_2_63_and_extremes_at_the_limits():
+    import partally
+
+    top = partally.workload(lambda i, seed: 9223372036854775807, reduce="sum", returns=int)
+    assert numba_cuda.run(top, 0, 300, workers=1, seed=0, blocks=2, threads=32) == 300 * (2**63 - 1)
+    low = partally.workload(lambda i, seed: 9223372036854775807, reduce="min", returns=int)
+    partial = numba_cuda.run(low, 7, 99, workers=1, seed=0, blocks=2, threads=32)
+    assert low.reduction.finish(partial, 92) == (2**63 - 1, 7)
+
+
+def test_compute_reduces_on_the_simulator():
+    import partally
+
+    def late_nan(i, seed):
+        return float("nan") if i == 150 or i == 170 else float(i)
+
+    got = partally.compute(200, backend="numba-cuda", workload=late_nan, reduce="max")
+    assert ref.same(tuple(got), (float("nan"), 150))

@@ -28,7 +28,7 @@ def test_any_compiler_error_is_a_refusal_for_that_workload(monkeypatch, error):
     if backend.unavailable():
         pytest.skip(backend.unavailable())
 
-    def fail(workload):
+    def fail(workload, name):
         raise error
 
     monkeypatch.setattr(_numba_kernels, "kernel", fail)
@@ -47,7 +47,7 @@ def test_compute_names_the_reason_and_auto_runs_elsewhere(monkeypatch):
     if numba.unavailable():
         pytest.skip(numba.unavailable())
 
-    def fail(workload):
+    def fail(workload, name):
         raise AssertionError("unexpected cycle in lookup()")
 
     monkeypatch.setattr(_numba_kernels, "kernel", fail)

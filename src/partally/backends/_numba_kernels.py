@@ -1,17 +1,32 @@
-"""Numba CPU kernels: a workload's Python predicate compiled and inlined into a ``prange`` loop.
+"""Numba CPU kernels: a workload's Python function compiled and inlined into a ``prange`` loop
+that reduces its element values exactly (count, int sum, float sum, min/max).
 
 Imported only by the ``numba`` backend, on first use (importing numba costs about half a second).
 
+Every kernel cuts [lo, hi) into chunks serially, runs the chunks in a ``prange`` and writes one
+row of int64 words per chunk (``_exact_rows`` has the layouts and reads them exactly): no scalar
+reduction for Numba's parfor pass to infer (that inference fails on Python 3.12+ and is where
+Numba's reduction bugs live), and no float addition anywhere, so the result does not depend on
+the chunks, the threads or their order. Each accumulator is normalised often enough that no int64
+word can overflow, however long the range (a slice may grow to 2**40 elements).
+
+Element values are converted as the Python backends convert them: ``float()`` for float
+reductions (a float64), ``operator.index`` for int ones (a value that may not fit int64, such as
+a float or a uint64, is refused when the kernel is compiled, with the type it has). No fastmath:
+Numba on the CPU does not contract ``a*b+c`` into an FMA without it.
+
 Numba's disk cache keys a closure by its pickled cells, and a pickled dispatcher differs in every
-process, so a kernel made by closing over the predicate would compile anew each time (about a
-second). Each workload's kernel is therefore a module of its own: the kernel's source, written
-once to the cache folder under a name made from a hash of the workload's code, with the compiled
-predicate as a module global. Numba caches it beside that file; an edited function gets a new
-file. Where no folder can be written (a read-only home), kernels compile in memory each process.
+process, so a kernel made by closing over the element function would compile anew each time
+(about a second). Each (workload, reduction) kernel is therefore a module of its own: the
+kernels' source, written once to the cache folder under a name made from the workload's key, a
+hash of its code and of this file, with the compiled element function as a module global. Numba
+caches it beside that file; an edited function (or an edited partally) gets a new file. Where no
+folder can be written (a read-only home), kernels compile in memory each process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -20,24 +35,83 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import llvmlite.ir
 import numpy as np
 from numba import njit, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
 
 from partally._settings import cache_folder
+from partally.backends import _exact_rows
 from partally.workloads import Workload
 from partally.workloads.user import digest
 
-SIGNATURE_VERSION = 2  # bump when _SOURCE changes
+_REFUSED = "partally:"  # marks the line of a compile error that says why, for ``refusal``
 
-_SOURCE = '''"""partally's Numba kernel for one workload (generated; safe to delete)."""
+
+@intrinsic
+def f64_bits(typingctx, x):  # pragma: no cover - compiled
+    """The IEEE-754 bits of a float64, as an int64 (a register move, no memory round trip)."""
+    if not isinstance(x, types.Float) or x.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvmlite.ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+def as_int64(value):
+    """An element value as the int reductions take it (Python: ``operator.index``)."""
+    raise NotImplementedError("compiled only")
+
+
+def as_float64(value):
+    """An element value as the float reductions take it (Python: ``float()``)."""
+    raise NotImplementedError("compiled only")
+
+
+@overload(as_int64)
+def _as_int64(value):
+    if isinstance(value, types.Boolean) or (
+        isinstance(value, types.Integer) and (value.signed or value.bitwidth < 64)
+    ):
+        return lambda value: np.int64(value)
+    raise TypingError(
+        f"{_REFUSED} the function returns {value} values, and an int reduction takes values that "
+        "operator.index() converts to a signed 64-bit int (int, bool, int64 ...)"
+    )
+
+
+@overload(as_float64)
+def _as_float64(value):
+    if isinstance(value, (types.Boolean, types.Integer, types.Float)):
+        return lambda value: np.float64(value)
+    raise TypingError(
+        f"{_REFUSED} the function returns {value} values, and a float reduction takes values "
+        "that float() converts (float, int, bool)"
+    )
+
+
+_SOURCE = '''"""partally's Numba kernels for one workload and reduction (generated; safe to delete)."""
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
-element = None  # the compiled predicate, set before the first compile
+from partally.backends._numba_kernels import as_float64, as_int64, f64_bits
+
+element = None  # the compiled element function, set before the first compile
 index_type = None  # np.uint64 or np.int64, set likewise
+LIMBS = {limbs}
+INT_BLOCK = 2**30  # int sum: 2**30 values of |x| < 2**63 keep both halves' sums under 2**62
+FLOAT_BLOCK = 2**36  # float sum: < 2**36 / 2**9 + 4096 bin adds of < 2**33 keep limbs < 2**62
+BIN_FULL = 2**62  # float sum: a bin this full (at least 2**9 adds) goes into the limbs
+MANTISSA = 0xFFFFFFFFFFFFF
+DIGIT = 0xFFFFFFFF
+MAGNITUDE = 0x7FFFFFFFFFFFFFFF
 
 
-def count(lo, hi, seed, chunks):
+@njit(inline="always")
+def chunk_bounds(lo, hi, chunks):
     # Chunk bounds are computed serially: bound arithmetic inside the prange body, with the
     # unsigned loop index, miscounted ranges that cross 2**31 (numba 0.68).
     step, extra = divmod(hi - lo, chunks)
@@ -45,6 +119,11 @@ def count(lo, hi, seed, chunks):
     bounds[0] = lo
     for c in range(chunks):
         bounds[c + 1] = bounds[c] + step + (1 if c < extra else 0)
+    return bounds
+
+
+def count(lo, hi, seed, chunks):
+    bounds = chunk_bounds(lo, hi, chunks)
     # One partial row per chunk, written by its own iteration and added after the prange: no
     # scalar reduction for Numba's parfor pass to infer (that inference fails on Python 3.12+).
     partials = np.zeros(chunks, np.uint64)
@@ -58,7 +137,148 @@ def count(lo, hi, seed, chunks):
     for c in range(chunks):
         total += partials[c]
     return total
-'''
+
+
+def int_sum(lo, hi, seed, chunks):
+    # Each value splits into its low 32 bits (>= 0) and the rest (signed): two plain int64 sums
+    # that vectorise, carried into three 32-bit-digit words after every block.
+    bounds = chunk_bounds(lo, hi, chunks)
+    rows = np.zeros((chunks, 3), np.int64)
+    for c in prange(chunks):
+        w0 = np.int64(0)
+        w1 = np.int64(0)
+        w2 = np.int64(0)
+        a = bounds[c]
+        while a < bounds[c + 1]:
+            b = min(bounds[c + 1], a + INT_BLOCK)
+            low = np.int64(0)
+            high = np.int64(0)
+            for i in range(a, b):
+                x = as_int64(element(index_type(i), seed))
+                low += x & DIGIT
+                high += x >> 32
+            w0 += low
+            w1 += high + (w0 >> 32)
+            w0 &= DIGIT
+            w2 += w1 >> 32
+            w1 &= DIGIT
+            a = b
+        rows[c, 0] = w0
+        rows[c, 1] = w1
+        rows[c, 2] = w2
+    return rows
+
+
+@njit(inline="always")
+def add_bin(limbs, sign_exponent, total):
+    # total (< 2**63) significands of one sign and exponent, into the limbs at their place.
+    e = sign_exponent & 0x7FF
+    place = e - np.int64(e != 0)  # a significand s of exponent e is s * 2**(place - 1074)
+    k = place >> 5
+    shift = place & 31
+    low = (total & DIGIT) << shift  # < 2**63
+    high = (total >> 32) << shift  # < 2**62
+    sign = -(sign_exponent >> 11)  # 0 or -1: (d ^ sign) - sign is d or -d
+    limbs[k] += ((low & DIGIT) ^ sign) - sign
+    limbs[k + 1] += (((low >> 32) + (high & DIGIT)) ^ sign) - sign
+    limbs[k + 2] += ((high >> 32) ^ sign) - sign
+
+
+def float_sum(lo, hi, seed, chunks):
+    # Each finite value is its integer significand (< 2**53) at its exponent's place, in units of
+    # 2**-1074. Significands are first added into a bin per sign and exponent (one int64 add per
+    # value); a bin that reaches 2**62 is added into 32-bit digits held in int64 limbs, and so is
+    # every bin at the end of each block. NaN and infinities are counted apart.
+    bounds = chunk_bounds(lo, hi, chunks)
+    rows = np.zeros((chunks, LIMBS + 3), np.int64)
+    for c in prange(chunks):
+        bins = np.zeros(4096, np.int64)  # by the top 12 bits of the value: sign and exponent
+        limbs = np.zeros(LIMBS, np.int64)
+        nan = np.int64(0)
+        pos_inf = np.int64(0)
+        neg_inf = np.int64(0)
+        a = bounds[c]
+        while a < bounds[c + 1]:
+            b = min(bounds[c + 1], a + FLOAT_BLOCK)
+            for i in range(a, b):
+                bits = f64_bits(as_float64(element(index_type(i), seed)))
+                top = (bits >> 52) & 0xFFF
+                if top & 0x7FF == 0x7FF:
+                    if bits & MANTISSA:
+                        nan += 1
+                    elif bits < 0:
+                        neg_inf += 1
+                    else:
+                        pos_inf += 1
+                    continue
+                total = bins[top] + ((bits & MANTISSA) | (np.int64(top & 0x7FF != 0) << 52))
+                if total >= BIN_FULL:
+                    add_bin(limbs, top, total)
+                    total = 0
+                bins[top] = total
+            for top in range(4096):
+                if bins[top] != 0:
+                    add_bin(limbs, top, bins[top])
+                    bins[top] = 0
+            for k in range(LIMBS - 1):
+                carry = limbs[k] >> 32
+                limbs[k] -= carry << 32
+                limbs[k + 1] += carry
+            a = b
+        for k in range(LIMBS):
+            rows[c, k] = limbs[k]
+        rows[c, LIMBS] = nan
+        rows[c, LIMBS + 1] = pos_inf
+        rows[c, LIMBS + 2] = neg_inf
+    return rows
+
+
+def int_extreme(lo, hi, seed, chunks, flip):
+    # The smallest key ^ flip (flip 0: min; -1: max, as ~key reverses the order) and the first
+    # index holding it: a later index replaces it only when strictly smaller.
+    bounds = chunk_bounds(lo, hi, chunks)
+    rows = np.empty((chunks, 3), np.int64)
+    for c in prange(chunks):
+        best = np.int64(0)
+        at = np.int64(-1)
+        for i in range(bounds[c], bounds[c + 1]):
+            key = as_int64(element(index_type(i), seed)) ^ flip
+            if at < 0 or key < best:
+                best = key
+                at = i
+        rows[c, 0] = best
+        rows[c, 1] = at
+        rows[c, 2] = -1
+    return rows
+
+
+def float_extreme(lo, hi, seed, chunks, flip):
+    # Keys are IEEE totalOrder (-0.0 < +0.0); the first NaN's index is kept apart (NaN wins).
+    bounds = chunk_bounds(lo, hi, chunks)
+    rows = np.empty((chunks, 3), np.int64)
+    for c in prange(chunks):
+        best = np.int64(0)
+        at = np.int64(-1)
+        nan_at = np.int64(-1)
+        for i in range(bounds[c], bounds[c + 1]):
+            x = as_float64(element(index_type(i), seed))
+            if x != x:
+                if nan_at < 0:
+                    nan_at = i
+                continue
+            bits = f64_bits(x)
+            key = (bits ^ ((bits >> 63) & MAGNITUDE)) ^ flip
+            if at < 0 or key < best:
+                best = key
+                at = i
+        rows[c, 0] = best
+        rows[c, 1] = at
+        rows[c, 2] = nan_at
+    return rows
+'''.format(limbs=_exact_rows.LIMBS)
+
+KERNELS = ("count", "int_sum", "float_sum", "int_extreme", "float_extreme")
+_SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 def _folder() -> Path | None:
@@ -71,47 +291,61 @@ def _folder() -> Path | None:
     return folder if os.access(folder, os.W_OK) else None
 
 
-def _module(workload: Workload) -> ModuleType:
-    """The kernel's module, from its file in the cache folder (written once), or in memory."""
-    name = f"partally_kernel_{workload.name if workload.name.isidentifier() else 'w'}"
-    name += f"_{digest(workload.element)}_v{SIGNATURE_VERSION}"
+def _module(workload: Workload, name: str) -> ModuleType:
+    """The module of ``workload``'s kernel ``name``, from its file in the cache folder (written
+    once), or in memory. The file's name holds everything the compiled kernel depends on (sum
+    and mean share the sum kernel's file, min and max the extreme kernel's)."""
+    identity = f"{workload.cache_key or workload.name}|{digest(workload.element)}|{name}"
+    identity += f"|{_SOURCE_DIGEST}"
+    module_name = f"partally_kernel_{workload.name if workload.name.isidentifier() else 'w'}"
+    module_name += f"_{name}_{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
     folder = _folder()
     if folder is not None:
-        path = folder / f"{name}.py"
+        path = folder / f"{module_name}.py"
         try:
             if not path.is_file() or path.read_text(encoding="utf-8") != _SOURCE:
                 fd, tmp = tempfile.mkstemp(suffix=".py", dir=folder)
                 with os.fdopen(fd, "w", encoding="utf-8") as file:
                     file.write(_SOURCE)
                 os.replace(tmp, path)
-            spec = importlib.util.spec_from_file_location(name, path)
+            spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-            sys.modules[name] = module  # Numba's cache finds the module again by its name
+            sys.modules[module_name] = module  # Numba's cache finds the module again by its name
             return module
         except OSError:
             pass
-    module = ModuleType(name)
-    exec(compile(_SOURCE, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - our own source
+    module = ModuleType(module_name)
+    exec(compile(_SOURCE, f"<{module_name}>", "exec"), module.__dict__)  # noqa: S102 - our own
     return module
 
 
-def kernel(workload: Workload) -> tuple[Callable, type]:
-    """``workload``'s kernel ``count(lo, hi, seed, chunks)``, compiled (or loaded from the disk
-    cache) for i and seed of the returned type. Numba's errors propagate (TypingError ...)."""
+def kernel(workload: Workload, name: str) -> tuple[Callable, type]:
+    """``workload``'s kernel ``name`` (one of ``KERNELS``), compiled (or loaded from the disk
+    cache) for i and seed of the returned type. It takes ``(lo, hi, seed, chunks)``, and the
+    extreme kernels a ``flip`` after them (``_exact_rows.FLIP``); count returns the count, the
+    others ``_exact_rows``' rows. Numba's errors propagate (TypingError ...)."""
+    if name not in KERNELS:
+        raise ValueError(f"no Numba kernel {name!r}; expected one of {KERNELS}")
     index_type = np.uint64 if workload.unsigned else np.int64
-    module = _module(workload)
+    module = _module(workload, name)
     module.element = njit(inline="always")(workload.element(index_type, njit))
     module.index_type = index_type
     cached = getattr(module, "__file__", None) is not None  # from a file Numba can cache beside
-    compiled = njit(parallel=True, nogil=True, cache=cached)(module.count)
+    compiled = njit(parallel=True, nogil=True, cache=cached)(getattr(module, name))
     numba_index = types.uint64 if index_type is np.uint64 else types.int64
-    compiled.compile((types.int64, types.int64, numba_index, types.int64))
+    signature = (types.int64, types.int64, numba_index, types.int64)
+    compiled.compile(signature + ((types.int64,) if name.endswith("extreme") else ()))
     return compiled, index_type
 
 
 def refusal(error: BaseException, workload: Workload) -> str:
-    """Why Numba cannot compile ``workload``, from its error: the first line that says."""
+    """Why Numba cannot compile ``workload``, from its error: partally's own reason where the
+    error holds one, else the first line that says."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    ours = [line for line in lines if _REFUSED in line]
+    if ours:
+        reason = ours[0][ours[0].index(_REFUSED) + len(_REFUSED) :].strip()
+        return f"Numba cannot run {workload.name!r} with reduce={workload.reduce!r}: {reason}"
     first = next((line for line in lines if not line.startswith("\x1b")), type(error).__name__)
     return f"Numba cannot compile {workload.name!r} ({type(error).__name__}: {first[:300]})"

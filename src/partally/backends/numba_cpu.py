@@ -1,4 +1,8 @@
-"""``numba``: a workload's Python predicate compiled by Numba, ``prange`` over chunks.
+"""``numba``: a workload's Python function compiled by Numba, ``prange`` over chunks.
+
+Every reduction is exact (``_numba_kernels``): each chunk writes a row of int64 words that the
+host reads as Python ints (``_exact_rows``), so the partial does not depend on the workers or the
+slices, and matches the Python backends' bit for bit where the element values match.
 
 Compiled kernels are kept per workload and cached on disk where Numba can (the first run on a
 machine pays for compilation, later processes load it). ``workers`` above the cores is capped to
@@ -25,8 +29,10 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from partally._errors import BackendUnavailable, WorkloadError
+from partally.backends import _exact_rows
 from partally.backends._common import Tally, capped_workers, paced_slices
 from partally.backends.base import Backend, PerWorkload, Progress
 from partally.workloads import Workload
@@ -153,14 +159,13 @@ class NumbaBackend(Backend):
         return self._fork_refusal()
 
     def supports(self, workload: Workload) -> str | None:
-        """Built-ins compile on every supported Python (a refusal already met is said); a user
-        function is compiled once here to find out (a fraction of a second). A refusal carries
-        the first line of the compiler's error, whatever its type."""
+        """Built-in counts compile on every supported Python (a refusal already met is said);
+        a user function, or a reduction that takes the values' type, is compiled once here to
+        find out (a fraction of a second). A refusal carries the compiler's reason, whatever
+        its type (a function whose values the reduction cannot take says their type)."""
         if self.unavailable() is not None:
             return None
-        if workload.reduce != "count":
-            return f"reduce={workload.reduce!r} is not compiled yet (only counts)"
-        if workload.key not in self._refused and not workload.builtin:
+        if workload.key not in self._refused and (not workload.builtin or workload.reduce != "count"):
             try:
                 self._kernel(workload)  # compiled now, or loaded from the disk cache
             except BackendUnavailable:
@@ -203,7 +208,7 @@ class NumbaBackend(Backend):
         workers: int,
         seed: int,
         progress: Progress | None = None,
-    ) -> int:
+    ) -> Any:
         import numba
 
         refusal = self._fork_refusal()
@@ -213,16 +218,19 @@ class NumbaBackend(Backend):
         workers = capped_workers(workers, numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(workers)
         seed = index_type(workload.compiled_seed(seed))
+        reduction = workload.reduction
+        flip = _exact_rows.FLIP.get(reduction.name)  # the extreme kernels' last argument
         tally = Tally(progress, hi - lo)
-        total = 0
+        total = reduction.zero()
         for a, b in paced_slices(lo, hi, workload.cpu_slice):
             chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
             try:
-                total += int(kernel(a, b, seed, chunks))
+                out = kernel(a, b, seed, chunks) if flip is None else kernel(a, b, seed, chunks, flip)
             except Exception as exc:  # the workload's own function raised, compiled
                 raise WorkloadError(
                     workload.name, None, exc, where=f"somewhere in [{a}, {b}) on numba"
                 ) from exc
+            total = reduction.merge(total, _exact_rows.partial(reduction, out))
             tally.add(b - a)
         return total
 
@@ -230,4 +238,4 @@ class NumbaBackend(Backend):
 def _make_kernel(workload: Workload) -> tuple[Callable, type]:
     from partally.backends import _numba_kernels
 
-    return _numba_kernels.kernel(workload)
+    return _numba_kernels.kernel(workload, _exact_rows.kernel_name(workload.reduction))

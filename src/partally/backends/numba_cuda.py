@@ -1,8 +1,9 @@
-"""``numba-cuda``: a workload's Python predicate compiled by numba-cuda as a device function.
+"""``numba-cuda``: a workload's Python function compiled by numba-cuda as a device function.
 
-A grid-stride kernel per workload with a per-block reduction (``_numba_cuda_kernels``), run on the
-default CUDA device (the first in ``CUDA_VISIBLE_DEVICES``). ``workers`` is ignored: the grid is
-sized from the device's multiprocessors. Kernels are compiled on first use (about a second per
+A grid-stride kernel per workload and reduction with exact per-block partials (integer atomics;
+``_numba_cuda_kernels``), compiled without FMA contraction, run on the default CUDA device (the
+first in ``CUDA_VISIBLE_DEVICES``). ``workers`` is ignored: the grid is sized from the device's
+multiprocessors. Kernels are compiled on first use (about a second per
 workload) and cached on disk. Under ``NUMBA_ENABLE_CUDASIM=1`` (set before numba is imported) the
 same kernels run on numba-cuda's CPU simulator: correct, and very slow.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
+from typing import Any
 
+from partally._errors import BackendUnavailable
 from partally._settings import flag
-from partally.backends import _gpu
+from partally.backends import _exact_rows, _gpu
 from partally.backends._common import slices
 from partally.backends.base import PerWorkload
 from partally.workloads import Workload
@@ -31,6 +34,7 @@ class NumbaCudaBackend(_gpu.GpuBackend):
 
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
+        self._refused: dict[str, str | None] = {}  # by Workload.key
 
     @functools.cache  # noqa: B019 - one backend object per process
     def unavailable(self) -> str | None:
@@ -56,11 +60,6 @@ class NumbaCudaBackend(_gpu.GpuBackend):
             return f"numba-cuda failed to initialise CUDA ({type(exc).__name__}: {exc})"
         return None
 
-    def supports(self, workload: Workload) -> str | None:
-        if workload.reduce != "count":
-            return f"reduce={workload.reduce!r} is not compiled yet (only counts)"
-        return None
-
     def device(self) -> str:
         if simulated():
             return "GPU: numba-cuda simulator on the CPU (NUMBA_ENABLE_CUDASIM=1)"
@@ -70,25 +69,61 @@ class NumbaCudaBackend(_gpu.GpuBackend):
     def started(self) -> bool:
         return bool(self._kernels)
 
+    def supports(self, workload: Workload) -> str | None:
+        """A user function, or a reduction that takes the values' type, is compiled once here to
+        find out (about a second); on the simulator nothing is compiled (None)."""
+        if self.unavailable() is not None or simulated():
+            return None
+        if workload.key not in self._refused and (not workload.builtin or workload.reduce != "count"):
+            try:
+                self.kernel(workload)
+            except BackendUnavailable:
+                pass  # noted in self._refused
+        return self._refused.get(workload.key)
+
     def kernel(self, workload: Workload) -> tuple[Callable, type]:
-        """``workload``'s compiled kernel (made once) and the integer type it takes."""
-        return self._kernels(workload)
+        """``workload``'s compiled kernel (made once) and the integer type it takes. Any compile
+        error is noted as a refusal for this workload and raised as ``BackendUnavailable``."""
+        refusal = self._refused.get(workload.key)
+        if refusal is not None:
+            raise BackendUnavailable(f"backend 'numba-cuda' cannot run {workload.name!r}: {refusal}")
+        try:
+            made = self._kernels(workload)
+        except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+            self._refused[workload.key] = (
+                f"numba-cuda cannot compile {workload.name!r} with reduce={workload.reduce!r} "
+                f"({type(exc).__name__}: {first[:300]})"
+            )
+            raise BackendUnavailable(
+                f"backend 'numba-cuda' cannot run {workload.name!r}: {self._refused[workload.key]}"
+            ) from exc
+        self._refused.setdefault(workload.key, None)
+        return made
 
     def default_blocks(self) -> int:
         return 1 if simulated() else _gpu.default_blocks()
 
     def launch(
         self, workload: Workload, lo: int, hi: int, seed: int, blocks: int, threads: int
-    ) -> int:
+    ) -> Any:
         from partally.backends import _numba_cuda_kernels
 
         kernel, index_type = self.kernel(workload)
-        pieces = slices(lo, hi, workload.gpu_slice)
+        reduction = workload.reduction
+        name = _exact_rows.kernel_name(reduction)
+        step = workload.gpu_slice
+        if name != "count":  # no word of a launch's row can overflow
+            step = min(step, _numba_cuda_kernels.MAX_LAUNCH)
         seed = workload.compiled_seed(seed)
-        return _numba_cuda_kernels.launch(kernel, index_type, pieces, seed, blocks, threads)
+        out = _numba_cuda_kernels.launch(
+            kernel, index_type, name, slices(lo, hi, step), seed, blocks, threads,
+            flip=_exact_rows.FLIP.get(reduction.name, 0),
+        )
+        return _exact_rows.partial(reduction, out)
 
 
 def _make_kernel(workload: Workload) -> tuple[Callable, type]:
     from partally.backends import _numba_cuda_kernels
 
-    return _numba_cuda_kernels.kernel(workload)
+    return _numba_cuda_kernels.kernel(workload, _exact_rows.kernel_name(workload.reduction))

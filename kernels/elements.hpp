@@ -1,5 +1,5 @@
 // Per-element predicates of partally's workloads, shared by the C++ CPU kernels (count_cpu.cpp)
-// and the CUDA kernels (counting.cu). Definitions: shared/DESIGN.md, "Workloads".
+// and the CUDA kernels (counting.cu). Definitions: docs/definitions.md, "The built-in workloads".
 // Everything here must compile with g++/clang++ and nvcc alike.
 #pragma once
 #if defined(__CUDACC_RTC__)

@@ -1,10 +1,11 @@
-"""An independent oracle for the tests: the built-in workloads written from DESIGN.md alone.
+"""An independent oracle for the tests: the built-in workloads written from docs/definitions.md
+alone.
 
 Nothing here imports partally, so a bug in partally's predicates, its loops or its merging cannot
 also be in the expected values. Each definition is written the plainest way and, where a count
 over a long range needs speed, a second time by another method (a sieve for primes, NumPy's
 wrapping uint64 for pi); tests/test_reference.py checks the two against each other and against
-DESIGN.md's known values.
+docs/definitions.md's known values.
 
 User workloads have no definition but the user's function: ``loop_count`` is a plain loop over it.
 """
@@ -19,7 +20,7 @@ M64 = 2**64 - 1
 PRIMES_LIMIT = 2**32
 NAMES = ("count", "primes", "pi")
 
-# DESIGN.md, "Workloads: the exact definitions": count over [0, n) with seed 0.
+# docs/definitions.md, "The built-in workloads": count over [0, n) with seed 0.
 KNOWN = {
     "primes": {10**6: 78498, 10**7: 664579, 10**8: 5761455, 10**9: 50847534, 2**32: 203280221},
     "pi": {10**5: 78607, 10**6: 785806},

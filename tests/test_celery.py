@@ -26,6 +26,7 @@ from reference import count_range, loop_count
 
 pytestmark = pytest.mark.celery
 
+WORKLOADS = ("count", "primes", "pi")
 PI_3E9_SEED_3 = 2356200278  # `pi` over [0, 3e9) with seed 3 (also in test_ray_cluster.py)
 TEST_PID = os.getpid()
 
@@ -37,6 +38,14 @@ def cluster():
         pytest.skip(why)
     started = CeleryCluster().start(workers=2)
     try:
+        # Numba compiles each kernel once into the tests' cache folder, which both workers read:
+        # compiled here, a first chunk does not outlive the 5 s visibility timeout and run twice.
+        code = "\n".join(
+            ["import partally"]
+            + [f"partally.compute(10**6, backend='celery', workload={w!r})" for w in WORKLOADS]
+        )
+        done = run_python(code, timeout=180, env=started.env())
+        assert done.returncode == 0, done.stderr[-3000:]
         yield started
     finally:
         started.stop()
@@ -62,10 +71,9 @@ def driver(two_workers, monkeypatch):
 
 
 @pytest.mark.timeout(180)
-def test_every_workload_is_exact_and_nothing_is_left_in_redis(two_workers):
+def test_every_workload_is_exact(two_workers):
     """Built-ins against known values and the definition (many short chunks), and a user
-    workload defined in the driver's __main__ (sent by value); afterwards no result or attempt
-    counter of the driver's is left in Redis."""
+    workload defined in the driver's __main__ (sent by value)."""
     known = [("count", 10**7, 10**7), ("primes", 10**6, 78498), ("primes", 10**7, 664579),
              ("pi", 10**5, 78607), ("pi", 10**6, 785806)]
     ranges = [(w, lo, hi, seed) for w in ("count", "primes", "pi")
@@ -90,8 +98,6 @@ def test_every_workload_is_exact_and_nothing_is_left_in_redis(two_workers):
     expected = [value for _, _, value in known] + [count_range(*case) for case in ranges]
     expected.append(loop_count(lambda i, seed: (i ^ seed) % 13 == 0, 0, 2 * 10**6, 9))
     assert counts == expected
-    redis = two_workers.redis.client()
-    assert redis.keys("celery-task-meta-*") == [] and redis.keys("partally:attempts:*") == []
 
 
 def _pools(cluster):
@@ -123,12 +129,16 @@ def _count_in_thread(result, n=3 * 10**9, seed=3):
 
 
 @pytest.mark.timeout(120)
-def test_chunks_reach_both_workers_and_run_on_numba(driver):
+def test_chunks_reach_both_workers_run_on_numba_and_are_forgotten(driver):
     partally.compute(10**7, backend="celery", workload="pi")  # both pools' kernels loaded
     kernel, pid = get_backend("celery").worker_info()
     assert kernel == "numba" and pid in _pools(driver)
     before = {pid: cpu_ticks(pid) for pid in _pools(driver)}
+    redis = driver.redis.client()
+    kept = set(redis.keys("celery-task-meta-*")) | set(redis.keys("partally:attempts:*"))
     assert partally.compute(3 * 10**9, backend="celery", workload="pi", seed=3) == PI_3E9_SEED_3
+    now = set(redis.keys("celery-task-meta-*")) | set(redis.keys("partally:attempts:*"))
+    assert now - kept == set()  # the results and attempt counters read are forgotten
     used = {worker.name for pid, worker in _pools(driver).items()
             if cpu_ticks(pid) - before.get(pid, 0) >= 5}  # 50 ms of CPU or more
     assert used == {worker.name for worker in driver.workers}

@@ -196,3 +196,89 @@ def test_the_cli_prints_a_float_that_reads_back_exactly_and_explains_the_values(
     assert done.returncode == 2 and "declared with reduce='max'" in done.stderr
     explained = partally.explain(10**4, wave, reduce="min")
     assert explained.values == "min of float values (inferred from f(0, 0))"
+
+
+@pytest.mark.parametrize("backend", ["python", "threads", "processes", "numba", "native"])
+def test_progress_is_told_as_pieces_finish_on_every_cpu_backend(backend):
+    import threading
+
+    if get(backend).unavailable():
+        pytest.skip(get(backend).unavailable())
+    calls = []
+    caller = threading.get_ident()
+
+    def progress(done, total):
+        calls.append((done, total, threading.get_ident()))
+
+    n = 10**6
+    assert partally.compute(n, backend, "pi", workers=2, progress=progress) == 785806
+    assert calls and calls[-1][:2] == (n, n)
+    assert all(total == n and thread == caller for _, total, thread in calls)
+    assert [done for done, _, _ in calls] == sorted({done for done, _, _ in calls})
+    if backend in ("threads", "processes"):
+        assert len(calls) > 1
+    with pytest.raises(TypeError, match="progress must be a function"):
+        partally.compute(10, backend, "pi", progress=5)
+
+
+def test_the_cli_shows_a_progress_bar_with_an_eta_on_a_terminal(tmp_path):
+    """A run of a few seconds under a pseudo-terminal: the bar appears on stderr, the result on
+    stdout; the same run into a pipe prints the result alone."""
+    import os
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slowly.py").write_text(
+        "import time\n\ndef slow(i, seed):\n    time.sleep(0.001)\n    return i * 0.5\n"
+    )
+    argv = [sys.executable, "-m", "partally", "compute", "3000", "--workload", "slowly:slow",
+            "--reduce", "sum", "--backend", "python"]
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+
+    def on_a_terminal(argv, until=None):
+        """Run ``argv`` with stderr on a pseudo-terminal; (the process, what stderr showed);
+        ``until(process, shown)`` is called as output arrives (to interrupt it)."""
+        primary, secondary = pty.openpty()
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=secondary, cwd=tmp_path,
+                                   env=env)
+        os.close(secondary)
+        shown = b""
+        while True:
+            ready, _, _ = select.select([primary], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # the child closed its end
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+                if until is not None:
+                    until(process, shown)
+            elif process.poll() is not None:
+                break
+        os.close(primary)
+        return process, shown
+
+    done, shown = on_a_terminal(argv)
+    assert done.wait(timeout=120) == 0
+    assert done.stdout.read().decode().strip() == repr(sum(i * 0.5 for i in range(3000)))
+    assert b"computing" in shown and b"ETA" in shown and b"%" in shown
+    piped = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert piped.stderr == "" and piped.stdout.strip() == repr(sum(i * 0.5 for i in range(3000)))
+
+    sent = []
+
+    def interrupt(process, shown):
+        if b"computing" in shown and not sent:
+            process.send_signal(signal.SIGINT)
+            sent.append(time.monotonic())
+
+    long = [*argv[:4], "10**6", *argv[5:]]  # about 20 minutes of work
+    stopped, shown = on_a_terminal(long, interrupt)
+    assert stopped.wait(timeout=60) == 130 and sent
+    assert time.monotonic() - sent[0] < 10  # a hang bound, not a speed claim

@@ -42,6 +42,7 @@ def compute(
     reduce: str | None = None,
     workers: int | None = None,
     seed: int = 0,
+    progress: Callable[[int, int], object] | None = None,
 ) -> Any:
     """Reduce v(i) = workload(i, seed) over the integers i in [0, n), on ``backend``; by default
     count the i that satisfy ``workload``.
@@ -60,6 +61,11 @@ def compute(
     of n = 0 raise ``ValueError``; a ``reduce`` that contradicts a decorated workload's own is a
     ``ValueError``.
 
+    ``progress(done, total)``, when given, is called in this thread as pieces of the range finish
+    (on every backend): ``done`` of the ``total`` = n elements are finished; the last call has
+    done == total (a backend that runs the range as one piece calls it once, at the end; none
+    for n = 0).
+
     ``workers`` defaults to every core (on ``ray`` and ``celery``: every CPU of the cluster); on
     the CPU backends (threads, processes, numba) a larger
     value is capped to the cores this process may use, since more would only wait. It limits how
@@ -71,6 +77,7 @@ def compute(
     backend = _validate.backend(backend)
     workers = _validate.workers(workers)
     seed = _validate.seed(seed)
+    progress = _validate.progress(progress)
     name = backend if backend != "auto" else dispatcher().choose(chosen, n)
     runner = get_backend(name)
     reason = runner.unavailable()
@@ -79,5 +86,6 @@ def compute(
     reason = runner.supports(chosen)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
-    partial = runner.run(chosen, 0, n, workers=workers or runner.default_workers(), seed=seed)
+    workers = workers or runner.default_workers()
+    partial = runner.run(chosen, 0, n, workers=workers, seed=seed, progress=progress)
     return chosen.reduction.finish(partial, n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 from partally.backends import names as backend_names
 from partally.workloads import INDEX_LIMIT, Workload, resolve
@@ -66,3 +67,11 @@ def seed(value: object) -> int:
         raise ValueError(f"seed must be in [0, 2**64), got {value}")
     return value
 
+
+def progress(value: object) -> Callable[[int, int], object] | None:
+    """A progress callback ``f(done, total)`` or None; ``TypeError`` for anything else."""
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"progress must be a function f(done, total) or None, not {type(value).__name__}"
+        )
+    return value  # type: ignore[return-value]

@@ -157,8 +157,9 @@ def run_on_pool(
 ) -> Any:
     """Merge the partials of ``submit(pool, piece)`` over the pieces on a shared pool
     (``run_bounded``), surviving a pool that another call or ``close()`` retires meanwhile: the
-    pieces not yet merged go to the pool ``acquire()`` gives next. A failure of the pool still current (``retired(pool)`` false:
-    a worker died) is raised (``BrokenExecutor``), as is any error of a task.
+    pieces not yet merged go to the pool ``acquire()`` gives next. A failure of the pool still
+    current (``retired(pool)`` false: a worker died) is raised (``BrokenExecutor``), as is any
+    error of a task.
     """
     pieces = iter(pieces)
     redo: deque[tuple[int, int]] = deque()
@@ -187,7 +188,8 @@ def run_on_pool(
                 raise _PoolGone() from exc
 
         try:
-            return reduction.merge(total, run_bounded(send, source(), in_flight, reduction, done, tally))
+            rest = run_bounded(send, source(), in_flight, reduction, done, tally)
+            return reduction.merge(total, rest)
         except (_PoolGone, CancelledError, BrokenExecutor) as exc:
             if not retired(pool) or attempt == attempts - 1:
                 if isinstance(exc, _PoolGone):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from partally.backends._common import Tally, slices
+from partally.backends._common import Tally, paced_slices
 from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
 
-_PIECE = 2**16  # elements between progress reports (when a callback asks for them)
+_FIRST, _EVERY_S = 256, 0.2  # with a progress callback: the first piece, then a piece per 0.2 s
 
 
 class PythonBackend(Backend):
@@ -30,7 +30,7 @@ class PythonBackend(Backend):
             return workload.run_range(lo, hi, seed)
         reduction, tally = workload.reduction, Tally(progress, hi - lo)
         total = reduction.zero()
-        for piece in slices(lo, hi, _PIECE):
+        for piece in paced_slices(lo, hi, _FIRST, _EVERY_S):
             total = reduction.merge(total, workload.run_range(*piece, seed))
             tally.piece(piece)
         return total

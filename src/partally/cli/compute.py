@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from partally.cli.args import backend_choices, count_argument, parse_size, positive, workload_argument
@@ -19,11 +20,53 @@ def _compute(args: argparse.Namespace) -> int:
         raise ValueError(f"argument --workload: {exc}") from None
     if args.verbose:
         print(describe_choice(args), file=sys.stderr)
-    result = compute(
-        args.n, backend=args.backend, workload=args.workload, workers=args.workers, seed=args.seed
-    )
+    with _Bar() as bar:
+        result = compute(
+            args.n, backend=args.backend, workload=args.workload, workers=args.workers,
+            seed=args.seed, progress=bar.update,
+        )
     print(shown(result, args))
     return 0
+
+
+class _Bar:
+    """A progress bar with an ETA on stderr, shown only on a terminal and only once a run has
+    taken ``SHOW_AFTER_S`` (short runs print nothing but their result). Updated from compute's
+    progress callback, in this thread; stopped (and erased) however the run ends, Ctrl-C too."""
+
+    SHOW_AFTER_S = 2.0
+
+    def __init__(self) -> None:
+        self._began = time.monotonic()
+        self._progress: Any = None
+        self._task: Any = None
+        self._terminal: bool | None = None
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        if self._progress is None:
+            if time.monotonic() - self._began < self.SHOW_AFTER_S or self._terminal is False:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+            console = Console(stderr=True)
+            self._terminal = console.is_terminal
+            if not self._terminal:
+                return
+            self._progress = Progress(
+                "computing", BarColumn(), TaskProgressColumn(), "ETA", TimeRemainingColumn(),
+                console=console, transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("computing", total=total)
+        self._progress.update(self._task, completed=done)
 
 
 def shown(result: Any, args: argparse.Namespace) -> str:

@@ -1,9 +1,10 @@
 """The three built-in workloads, each a per-element predicate written once, and nothing else.
 
-Definitions: shared/DESIGN.md, "Workloads". Each ``make_*`` factory takes the integer type to
-compute in: ``int`` for the pure-Python backends (arbitrary precision, masked to 64 bits), or
-``numpy.uint64`` for Numba and numba-cuda, which then compile the very same function with wrapping
-64-bit unsigned arithmetic (never mixing signed and unsigned, which Numba would turn into float64).
+Definitions: docs/definitions.md, "The built-in workloads". Each ``make_*`` factory takes the
+integer type to compute in: ``int`` for the pure-Python backends (arbitrary precision, masked to
+64 bits), or ``numpy.uint64`` for Numba and numba-cuda, which then compile the very same function
+with wrapping 64-bit unsigned arithmetic (never mixing signed and unsigned, which Numba would turn
+into float64).
 """
 
 from __future__ import annotations

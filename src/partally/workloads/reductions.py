@@ -139,7 +139,8 @@ class Reduction:
         raise NotImplementedError
 
     def convert(self, value: object, i: int, workload: str = "") -> Any:
-        """``value`` (v(i)) as the run's element type; ``WorkloadError`` naming i if it cannot be."""
+        """``value`` (v(i)) as the run's element type (``WorkloadError`` naming i if it cannot
+        be)."""
         raise NotImplementedError
 
     def fold(self, partial: Any, i: int, value: object, workload: str = "") -> Any:
@@ -228,7 +229,8 @@ class _IntConverting(Reduction):
             ) from exc
         if not INT64_MIN <= number <= INT64_MAX:
             raise WorkloadError(
-                workload, i, OverflowError(f"element value {number} does not fit a signed 64-bit integer")
+                workload, i,
+                OverflowError(f"element value {number} does not fit a signed 64-bit integer"),
             )
         return number
 
@@ -417,7 +419,9 @@ class FloatExtreme(_Extreme, _FloatConverting):
             signs = {math.copysign(1.0, v) for v in floats if v == 0.0}
             sign = min(signs) if self.name == "min" else max(signs)
             best = math.copysign(0.0, sign)
-            offset = next(k for k, v in enumerate(floats) if v == 0.0 and math.copysign(1.0, v) == sign)
+            offset = next(
+                k for k, v in enumerate(floats) if v == 0.0 and math.copysign(1.0, v) == sign
+            )
         else:
             offset = floats.index(best)
         return Extreme(self.key(best), start + offset)
@@ -437,7 +441,7 @@ _CLASSES: dict[tuple[str, str], type[Reduction]] = {
 
 
 def check_name(reduce: object) -> str:
-    """``reduce`` if it names a reduction; ``TypeError`` / ``ValueError`` saying what is accepted."""
+    """``reduce`` if it names a reduction; else ``TypeError`` / ``ValueError`` saying what is."""
     if not isinstance(reduce, str):
         raise TypeError(
             f"reduce must be one of {list(NAMES)} (a str), not {type(reduce).__name__} {reduce!r}"
@@ -451,10 +455,12 @@ def check_kind(returns: object) -> str | None:
     """The element kind declared by ``returns=`` (int, float, "int", "float" or None)."""
     if returns is None:
         return None
-    kind = {int: "int", float: "float", "int": "int", "float": "float"}.get(returns)  # type: ignore[call-overload]
+    kinds: dict[object, str] = {int: "int", float: "float", "int": "int", "float": "float"}
+    kind = kinds.get(returns) if isinstance(returns, (type, str)) else None
     if kind is None:
         raise ValueError(
-            f"returns must be int or float (or 'int', 'float', or None to infer it), not {returns!r}"
+            f"returns must be int or float (or 'int', 'float', or None to infer it), "
+            f"not {returns!r}"
         )
     return kind
 
@@ -467,7 +473,9 @@ def get(name: str, kind: str) -> Reduction:
         kind = "bool"
     cls = _CLASSES.get((name, kind))
     if cls is None:
-        raise ValueError(f"reduce={name!r} takes element values of kind {list(KINDS)}, not {kind!r}")
+        raise ValueError(
+            f"reduce={name!r} takes element values of kind {list(KINDS)}, not {kind!r}"
+        )
     return cls(name, kind)
 
 

@@ -145,7 +145,8 @@ def _pickled_by_value(workload: Workload) -> tuple[Any, ...]:
     """A user workload pickled: its function by value (``__main__`` and notebooks too), its
     reduction and element kind (not inferred again in the worker)."""
     kind = None if workload.reduce == "count" else workload.kind
-    return rebuild, (payload(workload.function), workload.name, workload.cache_key, workload.reduce, kind)
+    function = payload(workload.function)
+    return rebuild, (function, workload.name, workload.cache_key, workload.reduce, kind)
 
 
 def wrap(function: Callable, reduce: str = "count") -> Workload:
@@ -171,7 +172,8 @@ def workload(
     returns: object = None,
 ) -> Workload | Callable[[Callable], Workload]:
     """Make ``function(i, seed)`` a workload: ``@partally.workload``,
-    ``@partally.workload(reduce="sum")`` or ``partally.workload(f, name=..., reduce=..., returns=...)``.
+    ``@partally.workload(reduce="sum")`` or
+    ``partally.workload(f, name=..., reduce=..., returns=...)``.
 
     ``compute(n, workload=w)`` then reduces v(i) = function(i, seed) over i in [0, n):
     ``reduce="count"`` (default) counts the i whose value is true; ``"sum"`` gives the exact sum

@@ -37,6 +37,9 @@ _BATCH = 4096  # elements a Python loop converts and adds at once
 _DOUBLE = struct.Struct("<d")
 _INT64 = struct.Struct("<q")
 _LOW63 = 0x7FFF_FFFF_FFFF_FFFF
+_FRACTION = (1 << 52) - 1  # a float64's stored significand bits
+_DIGIT_BITS = 18  # exact_sum cuts 53-bit significands into three digits of this many bits
+_DIGIT = (1 << _DIGIT_BITS) - 1
 
 
 class FloatSum(NamedTuple):
@@ -234,16 +237,21 @@ class _IntConverting(Reduction):
             )
         return number
 
-    def ints(self, values: list, start: int, workload: str) -> list[int]:
-        """``values`` converted; a bad one is a WorkloadError naming its i."""
+    def ints(self, values: list, start: int, workload: str, checked: bool = True) -> list[int]:
+        """``values`` converted (and, if ``checked``, each in the int64 range); a bad one is a
+        WorkloadError naming its i."""
         try:
             ints = list(map(operator.index, values))
         except TypeError:
             ints = [self.convert(value, i, workload) for i, value in enumerate(values, start)]
-        if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
-            for i, value in enumerate(ints, start):
-                self.convert(value, i, workload)
+        if checked and ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
+            self.out_of_range(ints, start, workload)
         return ints
+
+    def out_of_range(self, ints: list[int], start: int, workload: str) -> None:
+        """Raise the WorkloadError for the first of ``ints`` outside the int64 range."""
+        for i, value in enumerate(ints, start):
+            self.convert(value, i, workload)
 
 
 class _FloatConverting(Reduction):
@@ -283,28 +291,36 @@ class IntSum(_IntConverting):
 
 
 def exact_sum(floats: Sequence[float]) -> FloatSum:
-    """The exact sum of float64 values as a ``FloatSum``.
+    """The exact sum of at most 2**30 float64 values as a ``FloatSum`` (NumPy, no rounding).
 
-    Finite values: ``math.fsum`` (exact inside, rounded once) gives the sum's leading float s1;
-    fsum of the values and -s1 the next one, and so on until the remainder is 0: the exact sum
-    is s1 + s2 + ... (usually two or three passes). NaN, infinities and an fsum overflow take
-    the slow path, one value at a time.
+    A finite x with exponent field e and significand m (the implicit bit included) is
+    m * 2**(p - 1074) with p = max(e, 1) - 1, so x * 2**1074 = +-m << p. The significands are
+    cut into three 18-bit digits and each digit, signed, is added per position p with
+    ``bincount``: a float64 adds integers below 2**53 exactly, and 2**30 digits below 2**18 stay
+    below that. The few positions met are then assembled into one Python int. A batch with NaN or
+    an infinity takes the slow path, one value at a time.
     """
-    terms = list(floats)
+    import numpy as np
+
+    values = np.asarray(floats, dtype=np.float64)
+    bits = values.view(np.int64)
+    exponent = (bits >> 52) & 0x7FF
+    if (exponent == 0x7FF).any():
+        return _exact_slowly(values.tolist())
+    position = np.maximum(exponent, 1) - 1
+    significand = (bits & _FRACTION) | ((exponent != 0).astype(np.int64) << 52)
+    sign = np.where(bits < 0, -1.0, 1.0)
+    digits = [
+        np.bincount(position, weights=((significand >> shift) & _DIGIT) * sign, minlength=2046)
+        for shift in (0, _DIGIT_BITS, 2 * _DIGIT_BITS)
+    ]
+    used = np.flatnonzero((digits[0] != 0) | (digits[1] != 0) | (digits[2] != 0))
     total = 0
-    try:
-        leading = math.fsum(terms)
-        for _ in range(64):  # each pass takes 53 more bits: 40 passes cover the whole range
-            if not math.isfinite(leading):
-                break
-            if leading == 0.0:
-                return FloatSum(total, 0, 0, 0)
-            total += scaled(leading)
-            terms.append(-leading)
-            leading = math.fsum(terms)
-    except (OverflowError, ValueError):  # an intermediate overflow; inf - inf
-        pass
-    return _exact_slowly(floats)
+    for p, low, middle, high in zip(
+        used.tolist(), *(digit[used].tolist() for digit in digits), strict=True
+    ):
+        total += (int(low) + (int(middle) << _DIGIT_BITS) + (int(high) << 2 * _DIGIT_BITS)) << p
+    return FloatSum(total, 0, 0, 0)
 
 
 def _exact_slowly(floats: Sequence[float]) -> FloatSum:
@@ -391,11 +407,18 @@ class IntExtreme(_Extreme, _IntConverting):
         return int(key)
 
     def batch(self, values: list, start: int, workload: str) -> Extreme | None:
-        ints = self.ints(values, start, workload)
+        import numpy as np
+
+        ints = self.ints(values, start, workload, checked=False)
         if not ints:
             return None
-        best = min(ints) if self.name == "min" else max(ints)
-        return Extreme(best, start + ints.index(best))
+        try:
+            array = np.array(ints, dtype=np.int64)
+        except OverflowError:  # past the int64 range
+            self.out_of_range(ints, start, workload)
+            raise
+        offset = int(array.argmin() if self.name == "min" else array.argmax())  # the first
+        return Extreme(ints[offset], start + offset)
 
 
 class FloatExtreme(_Extreme, _FloatConverting):
@@ -408,13 +431,17 @@ class FloatExtreme(_Extreme, _FloatConverting):
         return key_float(key)
 
     def batch(self, values: list, start: int, workload: str) -> Extreme | None:
+        import numpy as np
+
         floats = self.floats(values, start, workload)
         if not floats:
             return None
-        for offset, value in enumerate(floats):
-            if value != value:  # any NaN wins: the first
-                return Extreme(self.key(value), start + offset)
-        best = min(floats) if self.name == "min" else max(floats)
+        array = np.array(floats, dtype=np.float64)
+        nan = np.isnan(array)
+        if nan.any():  # any NaN wins: the first
+            return Extreme(self.key(math.nan), start + int(nan.argmax()))
+        offset = int(array.argmin() if self.name == "min" else array.argmax())  # the first
+        best = floats[offset]
         if best == 0.0:  # -0.0 and +0.0 compare equal: the sign decides, then the index
             signs = {math.copysign(1.0, v) for v in floats if v == 0.0}
             sign = min(signs) if self.name == "min" else max(signs)
@@ -422,8 +449,6 @@ class FloatExtreme(_Extreme, _FloatConverting):
             offset = next(
                 k for k, v in enumerate(floats) if v == 0.0 and math.copysign(1.0, v) == sign
             )
-        else:
-            offset = floats.index(best)
         return Extreme(self.key(best), start + offset)
 
 

@@ -22,12 +22,12 @@ from helpers import interrupt, run_python
 import partally
 from celery_cluster import CeleryCluster, cpu_ticks, missing
 from partally.backends import get as get_backend
-from reference import count_range, loop_count
+from reduction_cases import check_every_reduction
+from reference import PI_3E9_SEED_3, count_range, loop_count
 
 pytestmark = pytest.mark.celery
 
 WORKLOADS = ("count", "primes", "pi")
-PI_3E9_SEED_3 = 2356200278  # `pi` over [0, 3e9) with seed 3 (also in test_ray_cluster.py)
 TEST_PID = os.getpid()
 
 
@@ -98,6 +98,13 @@ def test_every_workload_is_exact(two_workers):
     expected = [value for _, _, value in known] + [count_range(*case) for case in ranges]
     expected.append(loop_count(lambda i, seed: (i ^ seed) % 13 == 0, 0, 2 * 10**6, 9))
     assert counts == expected
+
+
+@pytest.mark.timeout(180)
+def test_every_reduction_is_exact(driver):
+    """sum, mean, min and max of ints and floats (NaN, inf, -0.0, values from 1e-300 to 1e300)
+    travel back as exact partials through the result store and merge to the exact result."""
+    check_every_reduction("celery")
 
 
 def _pools(cluster):

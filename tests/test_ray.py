@@ -20,6 +20,7 @@ import partally
 from partally.backends import get as get_backend
 from partally.backends import _cluster
 from partally.backends import ray as ray_module
+from reduction_cases import check_every_reduction
 from reference import NAMES, PI_3E9_SEED_3, count_range, loop_count
 
 pytestmark = pytest.mark.ray
@@ -294,6 +295,12 @@ def test_a_user_workload_runs_on_ray(local_ray):
     lo, hi = 2**33, 2**33 + 50_000
     expected = loop_count(_sevens, lo, hi, 5)
     assert backend.count(workload, lo, hi, workers=2, seed=5) == expected
+
+
+@needs_ray
+def test_every_reduction_is_exact(local_ray):
+    """sum, mean, min and max of ints and floats come back as exact partials and merge exactly."""
+    check_every_reduction("ray")
 
 
 def test_user_code_travels_by_value():

@@ -32,9 +32,11 @@ from typing import Any
 from celery import Celery
 
 from partally._errors import WorkloadError
+from partally.workloads.reductions import Extreme, FloatSum
 from partally._settings import celery_broker_url, celery_result_url, celery_visibility_timeout
 
 QUEUE = "partally"  # partally's tasks, and no one else's
+_PARTIAL_TYPES = (FloatSum, Extreme)  # the named-tuple partials (the others are ints or None)
 MAX_ATTEMPTS = 3  # starts of one chunk before it is given up as one that kills its worker
 ATTEMPTS_KEY = "partally:attempts:"  # + task id: how often a chunk has started
 EXPIRES_S = 3600  # results, attempt counters and queued chunks outlive a lost client this long
@@ -78,9 +80,10 @@ def make_app(client: bool = False) -> Celery:
     return made
 
 
-def chunk(task: Any, payload: bytes, lo: int, hi: int, seed: int) -> Any:
-    """One chunk on this worker: what the local kernel returns for [lo, hi), or a dict
-    ``{"error": ...}`` (the workload raised, or the chunk kept killing its worker)."""
+def chunk(task: Any, payload: bytes, lo: int, hi: int, seed: int) -> dict[str, Any]:
+    """One chunk on this worker: ``{"partial": ...}``, the local kernel's partial of the
+    workload's reduction over [lo, hi) in JSON's terms (``to_wire``), or ``{"error": ...}``
+    (the workload raised, or the chunk kept killing its worker)."""
     from partally.backends._cluster import run_chunk
 
     attempts = _started(task)
@@ -88,10 +91,32 @@ def chunk(task: Any, payload: bytes, lo: int, hi: int, seed: int) -> Any:
         return {"error": "lost", "attempts": attempts - 1}
     workload = pickle.loads(payload)  # noqa: S301 - the broker is trusted (see the docstring)
     try:
-        return run_chunk(workload, lo, hi, seed)
+        return {"partial": to_wire(run_chunk(workload, lo, hi, seed))}
     except WorkloadError as exc:
         return {"error": "workload", "message": str(exc), "workload": exc.workload,
                 "index": exc.index, "where": exc.where}
+
+
+def to_wire(partial: Any) -> Any:
+    """A partial as JSON carries it: an int or None as it is; a named-tuple partial (FloatSum,
+    Extreme) as ``{"type": its name, "fields": [...]}`` (JSON would make it a bare list)."""
+    if isinstance(partial, _PARTIAL_TYPES):
+        return {"type": type(partial).__name__, "fields": list(partial)}
+    return partial
+
+
+def from_wire(value: Any) -> Any:
+    """``to_wire``'s partial back as the reduction's own object; ``ValueError`` for a shape
+    that no partial has."""
+    if isinstance(value, dict):
+        kinds = {kind.__name__: kind for kind in _PARTIAL_TYPES}
+        kind = kinds.get(value.get("type"))
+        if kind is None or len(value.get("fields", ())) != len(kind._fields):
+            raise ValueError(f"not a partial of a partally reduction: {value!r}"[:300])
+        return kind(*value["fields"])
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"not a partial of a partally reduction: {value!r}"[:300])
 
 
 def _started(task: Any) -> int:

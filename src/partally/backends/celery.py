@@ -355,12 +355,12 @@ class _CeleryTasks:
         broker = _shown(celery_broker_url() or "")
         cause = f" ({' '.join(str(exc).split())})" if exc is not None else ""
         return RuntimeError(
-            f"lost the Celery cluster on {broker} mid-run: {why}{cause}; the count was not "
+            f"lost the Celery cluster on {broker} mid-run: {why}{cause}; the run was not "
             f"finished. Check the broker and the workers (`celery -A partally.celery inspect "
             "ping`), and run again"
         )
 
-    def result(self, chunk: _Chunk) -> int:
+    def result(self, chunk: _Chunk) -> Any:
         meta = self.metas.pop(chunk.id)
         where = f"chunk [{chunk.lo}, {chunk.hi}) of workload {chunk.workload!r}"
         if meta["status"] == "REVOKED":
@@ -371,18 +371,21 @@ class _CeleryTasks:
                 f"{where} failed on its Celery worker: {error.get('exc_type', 'error')}: "
                 f"{json.dumps(error.get('exc_message', ''))}"
             )
-        value = meta["result"]
-        if isinstance(value, dict):
-            if value.get("error") == "workload":
-                raise _rebuilt(value["message"], value["workload"], value["index"], value["where"])
-            from partally import celery as worker_side
+        from partally import celery as worker_side
 
+        value = meta["result"]
+        if isinstance(value, dict) and "partial" in value:
+            return worker_side.from_wire(value["partial"])
+        if isinstance(value, dict) and value.get("error") == "workload":
+            raise _rebuilt(value["message"], value["workload"], value["index"], value["where"])
+        if isinstance(value, dict) and value.get("error") == "lost":
             raise RuntimeError(
                 f"{where} was started {value.get('attempts')} times and each time its Celery "
                 "worker process died (killed by a signal, or out of memory); gave up after "
                 f"{worker_side.MAX_ATTEMPTS} attempts"
             )
-        return value
+        raise RuntimeError(f"{where}: its worker answered {value!r:.200}, which is no partial "
+                           "(a worker of another partally version?)")
 
     def cancel(self, chunks: list[_Chunk]) -> None:
         """Revoke the chunks still queued; a running one finishes (never ``terminate=True``)."""

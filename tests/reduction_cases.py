@@ -1,0 +1,55 @@
+"""Every reduction on a cluster backend, against exact references: element functions that the
+tests' own module defines (so they travel by value), with ints past 64 bits in their sum, floats
+from 1e-300 to 1e300 with cancellation, -0.0, an infinity and a NaN."""
+
+import dataclasses
+from fractions import Fraction
+
+import partally
+from test_reductions_exact import extreme, float_mean, float_sum, identical
+
+
+def _ints(i, seed):
+    """Ints up to 2**63 - 1: their sum passes 64 bits at once."""
+    return (i * 7919 + seed) % 10007 * 921_000_000_000_000
+
+
+def _floats(i, seed):
+    """Floats of every size and sign, with cancellation, a -0.0, an inf, and a NaN at i = 1234
+    when seed is 1."""
+    if i == 77:
+        return -0.0
+    if seed == 1 and i == 1234:
+        return float("nan")
+    if seed == 2 and i == 999:
+        return float("inf")
+    x = (i * 2654435761 % 4294967296) / 4294967296.0 - 0.5
+    return x * 1e300 if i % 5 == 0 else x / (i + 1) + 1e16 - 1e16
+
+
+CASES = [("sum", _ints, 0), ("mean", _ints, 0), ("min", _ints, 0), ("max", _ints, 0),
+         ("sum", _floats, 0), ("mean", _floats, 0), ("min", _floats, 0), ("max", _floats, 0),
+         ("sum", _floats, 1), ("max", _floats, 1), ("sum", _floats, 2), ("min", _floats, 2)]
+
+
+def _exact(reduce, function, n, seed):
+    """The reduction by the exact references of test_reductions_exact (Fractions, total order)."""
+    values = [function(i, seed) for i in range(n)]
+    if function is _ints:
+        if reduce == "sum":
+            return sum(values)
+        if reduce == "mean":
+            return float(Fraction(sum(values), n))
+    elif reduce in ("sum", "mean"):
+        return (float_sum if reduce == "sum" else float_mean)(values)
+    return extreme(values, lowest=reduce == "min")
+
+
+def check_every_reduction(backend: str, n: int = 3 * 10**5) -> None:
+    """Every case on ``backend``, in chunks of at least 10**4, equal to the exact result."""
+    for reduce, function, seed in CASES:
+        workload = dataclasses.replace(partally.workload(function, reduce=reduce), task_min=10**4)
+        got = partally.compute(n, backend=backend, workload=workload, seed=seed)
+        expected = _exact(reduce, function, n, seed)
+        assert identical(tuple(got) if reduce in ("min", "max") else got, expected), (reduce, seed)
+    assert _exact("sum", _ints, n, 0) > 2**64  # summed exactly past 64 bits

@@ -6,6 +6,7 @@ import dataclasses
 from fractions import Fraction
 
 import partally
+from partally.backends import get as get_backend
 from test_reductions_exact import extreme, float_mean, float_sum, identical
 
 
@@ -46,9 +47,15 @@ def _exact(reduce, function, n, seed):
 
 
 def check_every_reduction(backend: str, n: int = 3 * 10**5) -> None:
-    """Every case on ``backend``, in chunks of at least 10**4, equal to the exact result."""
+    """Every case on ``backend``, in chunks of at least 10**4, equal to the exact result.
+
+    Numba's kernel for each case is compiled here first: a worker's first chunk would otherwise
+    compile for seconds (past the tests' 5 s visibility timeout on a busy machine: delivered again,
+    counted once, but slow)."""
     for reduce, function, seed in CASES:
         workload = dataclasses.replace(partally.workload(function, reduce=reduce), task_min=10**4)
+        if get_backend("numba").refusal(workload) is None:  # compiled here, into the cache folder
+            partally.compute(10, backend="numba", workload=workload)  # the workers load it from
         got = partally.compute(n, backend=backend, workload=workload, seed=seed)
         expected = _exact(reduce, function, n, seed)
         assert identical(tuple(got) if reduce in ("min", "max") else got, expected), (reduce, seed)

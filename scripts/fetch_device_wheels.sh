@@ -25,6 +25,8 @@ WHEELS=(
     urllib3==2.8.0
     pytest-timeout==2.4.0
     cloudpickle==3.1.2
+    pyyaml==6.0.4
+    kubernetes-validate==1.37.0
 )
 LIMIT_MIB=40
 

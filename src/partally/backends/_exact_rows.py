@@ -16,9 +16,10 @@ Row layouts (int64, one row per CPU chunk; the CUDA kernels write one row per la
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: importing the numba backend must not import numpy
+    import numpy as np
 
 from partally.workloads.reductions import NAN_MAX_KEY, NAN_MIN_KEY, Extreme, FloatSum, Reduction
 

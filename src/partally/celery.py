@@ -7,13 +7,15 @@ so a user's other workers on the same broker neither take them nor answer for th
 
 One task, ``partally.chunk``: a workload (pickled: built-ins by name, user functions by value)
 over [lo, hi), run on the worker's fastest CPU kernel (numba, else native, else Python) on one
-thread; it returns what that kernel returns. Reliability settings (measured in
+thread; it returns that kernel's partial of the workload's reduction, in JSON's terms
+(``to_wire``: an int, None, or a named tuple with its type). Reliability settings (measured in
 shared/research/celery-kubernetes.md):
 
 - late acks, a reject when the worker process is lost, prefetch 1: a chunk whose pool process
   is killed goes back to the queue at once; one whose whole worker is killed comes back after
   the Redis visibility timeout (``PARTALLY_CELERY_VISIBILITY_TIMEOUT``, default 60 s), swept
-  every second rather than kombu's 10 s default;
+  every second rather than kombu's 10 s default (a chunk still running then, e.g. compiling a
+  kernel for longer than the timeout, is delivered again: counted once, the duplicate wasted);
 - each start of a chunk is counted in the result store: a chunk that has already started
   ``MAX_ATTEMPTS`` times (it keeps killing its worker) is not run again, and its result says so;
 - a workload's own error comes back as a small dict that the client turns into ``WorkloadError``

@@ -169,33 +169,37 @@ class Gate:
         return value(piece)
 
 
-@pytest.mark.parametrize("retire_at", [3, 12])
+@pytest.mark.parametrize("retire_at", [[3], [12], [12, 12]])
 def test_a_pool_retired_under_a_submit_passes_its_rest_to_the_next(retire_at):
     """close() between two submits: the next submit is refused; what was not counted is redone
-    (at the 3rd submit: nothing was counted yet; at the 12th: some pieces were)."""
+    on the next pool (retired at its 3rd submit: nothing was counted there yet; at its 12th, at
+    least 9 pieces were, and are not counted again; [12, 12]: the second pool is retired too)."""
     gate = Gate()
-    if retire_at > 3:
-        gate.event.set()  # the first pool counts until it is retired
-    first, second = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
-    current, calls = [first], []
+    if retire_at[0] > 3:
+        gate.event.set()  # the pools count until they are retired
+    pools = [ThreadPoolExecutor(1) for _ in retire_at] + [ThreadPoolExecutor(2)]
+    current, calls = [0], []
 
     def submit(pool, piece):
         calls.append((pool, piece))
-        if pool is first and len(calls) == retire_at:  # at 3: one running, one queued
-            current[0] = second
-            first.shutdown(wait=False, cancel_futures=True)
+        k = pools.index(pool)
+        if k < len(retire_at) and sum(p is pool for p, _ in calls) == retire_at[k]:
+            current[0] = k + 1
+            pool.shutdown(wait=False, cancel_futures=True)
             gate.event.set()
         return pool.submit(gate.task, piece)
 
     pieces = split_range(0, 10_000, 40)
-    total = run_on_pool(lambda: current[0], submit, lambda pool: pool is not current[0],
-                          iter(pieces), 3, SUM)
-    second.shutdown()
+    acquire, retired = lambda: pools[current[0]], lambda pool: pool is not pools[current[0]]
+    total = run_on_pool(acquire, submit, retired, iter(pieces), 3, SUM)
+    pools[-1].shutdown()
     assert total == sum(range(10_000))
-    redone = [piece for pool, piece in calls if pool is second]
-    assert len(redone) == len(set(redone)) and set(redone) >= set(pieces[retire_at - 1 :])
-    if retire_at == 3:
-        assert sorted(redone) == pieces  # none counted on the first: no result collected there
+    last = [piece for pool, piece in calls if pool is pools[-1]]
+    assert len(last) == len(set(last)) and set(last) >= set(pieces[sum(retire_at) - 1 :])
+    if retire_at == [3]:
+        assert sorted(last) == pieces  # none counted on the first: no result collected there
+    else:  # each retired pool counted at least 9 pieces (12 submitted, at most 3 in flight)
+        assert len(last) <= len(pieces) - 9 * len(retire_at)
 
 
 def test_a_pool_retired_while_its_pieces_wait_passes_them_on():
@@ -230,9 +234,15 @@ def test_a_current_pool_that_refuses_raises_its_error():
     def submit(pool, piece):
         raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
+    acquired = []
+
+    def acquire():
+        acquired.append("pool")
+        return "pool"
+
     with pytest.raises(RuntimeError, match="interpreter shutdown") as caught:
-        run_on_pool(lambda: "pool", submit, lambda pool: False, iter([(0, 5)]), 2, SUM)
-    assert type(caught.value) is RuntimeError
+        run_on_pool(acquire, submit, lambda pool: pool != "pool", iter([(0, 5)]), 2, SUM)
+    assert type(caught.value) is RuntimeError and acquired == ["pool"]
 
 
 def test_a_broken_current_pool_raises_broken_executor():
@@ -241,8 +251,15 @@ def test_a_broken_current_pool_raises_broken_executor():
         future.set_exception(BrokenExecutor("a worker died"))
         return future
 
+    acquired = []
+
+    def acquire():
+        acquired.append("pool")
+        return "pool"
+
     with pytest.raises(BrokenExecutor, match="a worker died"):
-        run_on_pool(lambda: "pool", submit, lambda pool: False, iter([(0, 5), (5, 9)]), 2, SUM)
+        run_on_pool(acquire, submit, lambda pool: pool != "pool", iter([(0, 5), (5, 9)]), 2, SUM)
+    assert acquired == ["pool"]
 
 
 def test_a_task_error_is_raised_even_when_the_pool_was_retired():

@@ -315,7 +315,7 @@ def test_a_run_predicted_over_budget_is_skipped(register):
     assert by_n[10**3].status == by_n[10**4].status == bench_run.OK
     skipped = by_n[10**6]
     assert skipped.status == bench_run.SKIPPED and not skipped.samples
-    assert skipped.predicted_s == pytest.approx(1.0, rel=0.5)
+    assert 0.5 <= skipped.predicted_s <= 50  # 1 s; a busy machine's sleeps only overshoot
     assert "budget 0.2 s" in skipped.message
     rows = bench_report.summarize(bench)
     assert "skipped" in " ".join(bench_report.notes(rows, "count"))

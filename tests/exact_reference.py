@@ -60,6 +60,18 @@ def mixed_finite(i, seed):
     return math.sqrt(abs(a)) - b
 
 
+def windowed(i, seed):
+    """Values spanning ``seed % 13`` binades around 2**(seed // 13 % 2000 - 1000), either sign,
+    zeros of both signs among them: numba's float sum takes a window of values at once when they
+    span at most 10 binades, value by value otherwise; both must be exact."""
+    h = ((i * 2654435761) ^ (seed * 40503)) & 0xFFFFFF
+    if h % 17 == 0:
+        return -0.0 if h % 34 == 0 else 0.0
+    x = (1.0 + (h >> 8) % 4096 / 4096.0) * 2.0 ** ((h >> 3) % (seed % 13 + 1))
+    x *= 2.0 ** (seed // 13 % 2000 - 1000)
+    return -x if h & 4 else x
+
+
 def cancelling(i, seed):
     """1e16 + i - 1e16 and friends: a plain float sum loses what exact summation keeps."""
     if i % 3 == 0:

@@ -77,6 +77,22 @@ def test_any_float_range_any_split(function, reduce, lo, size, seed, workers, cp
     assert ref.same(got, _expected(function, reduce, lo, lo + size, seed)), (got, reduce)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    reduce=st.sampled_from(["sum", "mean"]),
+    lo=st.integers(0, 5000),
+    size=st.integers(1, 3000),
+    seed=st.integers(0, 2**31 - 1),
+    workers=st.integers(1, 3),
+    cpu_slice=st.sampled_from([1, 300, 2**16]),
+)
+def test_windows_of_values_are_exact(reduce, lo, size, seed, workers, cpu_slice):
+    # Windows that span up to 12 binades: taken whole (<= 10) or value by value (more).
+    workload = _workload(ref.windowed, reduce, float, cpu_slice)
+    got = _run(workload, lo, lo + size, workers, seed)
+    assert ref.same(got, _expected(ref.windowed, reduce, lo, lo + size, seed)), got
+
+
 @pytest.mark.parametrize("function", [ref.big_ints, ref.ties], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("reduce", ["sum", "mean", "min", "max"])
 @pytest.mark.parametrize("workers, cpu_slice", [(1, 2**16), (2, 3), (3, 977)])

@@ -103,8 +103,9 @@ element = None  # the compiled element function, set before the first compile
 index_type = None  # np.uint64 or np.int64, set likewise
 LIMBS = {limbs}
 INT_BLOCK = 2**30  # int sum: 2**30 values of |x| < 2**63 keep both halves' sums under 2**62
-FLOAT_BLOCK = 2**36  # float sum: < 2**36 / 2**9 + 4096 bin adds of < 2**33 keep limbs < 2**62
-BIN_FULL = 2**62  # float sum: a bin this full (at least 2**9 adds) goes into the limbs
+WINDOW = 256  # float sum: values a window takes; its two sums stay under 2**41
+SPAN = 10  # float sum: binades a window may span: a significand shifted by 10 is < 2**63
+CARRY_EVERY = 4096  # float sum: windows between carries: < 4096 * 256 adds of < 2**33 a limb
 MANTISSA = 0xFFFFFFFFFFFFF
 DIGIT = 0xFFFFFFFF
 MAGNITUDE = 0x7FFFFFFFFFFFFFFF
@@ -170,15 +171,14 @@ def int_sum(lo, hi, seed, chunks):
 
 
 @njit(inline="always")
-def add_bin(limbs, sign_exponent, total):
-    # total (< 2**63) significands of one sign and exponent, into the limbs at their place.
-    e = sign_exponent & 0x7FF
-    place = e - np.int64(e != 0)  # a significand s of exponent e is s * 2**(place - 1074)
+def add_at(limbs, place, total, negative):
+    # total * 2**(place - 1074), 0 <= total < 2**63, negated if negative, into the limbs'
+    # 32-bit digits: < 2**33 into each of three limbs.
     k = place >> 5
     shift = place & 31
     low = (total & DIGIT) << shift  # < 2**63
     high = (total >> 32) << shift  # < 2**62
-    sign = -(sign_exponent >> 11)  # 0 or -1: (d ^ sign) - sign is d or -d
+    sign = -np.int64(negative)  # 0 or -1: (d ^ sign) - sign is d or -d
     limbs[k] += ((low & DIGIT) ^ sign) - sign
     limbs[k + 1] += (((low >> 32) + (high & DIGIT)) ^ sign) - sign
     limbs[k + 2] += ((high >> 32) ^ sign) - sign
@@ -186,45 +186,69 @@ def add_bin(limbs, sign_exponent, total):
 
 def float_sum(lo, hi, seed, chunks):
     # Each finite value is its integer significand (< 2**53) at its exponent's place, in units of
-    # 2**-1074. Significands are first added into a bin per sign and exponent (one int64 add per
-    # value); a bin that reaches 2**62 is added into 32-bit digits held in int64 limbs, and so is
-    # every bin at the end of each block. NaN and infinities are counted apart.
+    # 2**-1074. Values come in windows of WINDOW: where a window's nonzero values span at most
+    # SPAN binades (no NaN, infinity or subnormal), each is its significand shifted to the
+    # window's lowest place (< 2**63), signed, and cut into its low 32 bits and the rest: two
+    # plain int64 sums (they vectorise) added into the limbs once per window. Any other window
+    # adds value by value, NaN and infinities counted apart. Limbs are carried every CARRY_EVERY
+    # windows.
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.zeros((chunks, LIMBS + 3), np.int64)
     for c in prange(chunks):
-        bins = np.zeros(4096, np.int64)  # by the top 12 bits of the value: sign and exponent
+        window = np.empty(WINDOW, np.int64)
         limbs = np.zeros(LIMBS, np.int64)
         nan = np.int64(0)
         pos_inf = np.int64(0)
         neg_inf = np.int64(0)
+        windows = 0
         a = bounds[c]
         while a < bounds[c + 1]:
-            b = min(bounds[c + 1], a + FLOAT_BLOCK)
-            for i in range(a, b):
-                bits = f64_bits(as_float64(element(index_type(i), seed)))
-                top = (bits >> 52) & 0xFFF
-                if top & 0x7FF == 0x7FF:
-                    if bits & MANTISSA:
-                        nan += 1
-                    elif bits < 0:
-                        neg_inf += 1
-                    else:
-                        pos_inf += 1
-                    continue
-                total = bins[top] + ((bits & MANTISSA) | (np.int64(top & 0x7FF != 0) << 52))
-                if total >= BIN_FULL:
-                    add_bin(limbs, top, total)
-                    total = 0
-                bins[top] = total
-            for top in range(4096):
-                if bins[top] != 0:
-                    add_bin(limbs, top, bins[top])
-                    bins[top] = 0
-            for k in range(LIMBS - 1):
-                carry = limbs[k] >> 32
-                limbs[k] -= carry << 32
-                limbs[k + 1] += carry
-            a = b
+            m = min(WINDOW, bounds[c + 1] - a)
+            lowest = np.int64(0x7FF)  # the lowest exponent of a nonzero value
+            highest = np.int64(0)
+            for j in range(m):
+                bits = f64_bits(as_float64(element(index_type(a + j), seed)))
+                window[j] = bits
+                e = (bits >> 52) & 0x7FF
+                lowest = min(lowest, e + np.int64((bits & MAGNITUDE) == 0) * 0x7FF)
+                highest = max(highest, e)
+            if highest < 0x7FF and lowest >= 1 and highest - lowest <= SPAN:
+                base = lowest - 1  # the place of exponent `lowest`
+                low = np.int64(0)
+                rest = np.int64(0)
+                for j in range(m):
+                    bits = window[j]
+                    e = (bits >> 52) & 0x7FF
+                    nonzero = np.int64(e != 0)  # e == 0 here: a zero (shift and all masked off)
+                    v = (((bits & MANTISSA) | (nonzero << 52)) << ((e - 1 - base) & 63)) & -nonzero
+                    sign = bits >> 63
+                    v = (v ^ sign) - sign
+                    low += v & DIGIT
+                    rest += v >> 32
+                add_at(limbs, base, low, False)
+                add_at(limbs, base + 32, abs(rest), rest < 0)
+            else:
+                for j in range(m):
+                    bits = window[j]
+                    e = (bits >> 52) & 0x7FF
+                    if e == 0x7FF:
+                        if bits & MANTISSA:
+                            nan += 1
+                        elif bits < 0:
+                            neg_inf += 1
+                        else:
+                            pos_inf += 1
+                        continue
+                    normal = np.int64(e != 0)
+                    add_at(limbs, e - normal, (bits & MANTISSA) | (normal << 52), bits < 0)
+            windows += 1
+            if windows == CARRY_EVERY or a + m >= bounds[c + 1]:
+                for k in range(LIMBS - 1):
+                    carry = limbs[k] >> 32
+                    limbs[k] -= carry << 32
+                    limbs[k + 1] += carry
+                windows = 0
+            a += m
         for k in range(LIMBS):
             rows[c, k] = limbs[k]
         rows[c, LIMBS] = nan

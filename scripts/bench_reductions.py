@@ -7,13 +7,12 @@ only the values' truth kept).
 Every result is checked before its time is printed: each backend's must equal the pure-Python
 backend's bit for bit (``Reduction.same``) at the same n. Times are medians after a warm-up
 (JIT compile or cache load, pool start); n is sized so that a run takes about ``--seconds`` on
-the pure-Python backend, times the backend's speed-up.
+the pure-Python backend, times ``SCALE`` for the faster backends.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from partally.backends import get  # noqa: E402
 
 SEED = 1
 BACKENDS = ("python", "threads", "processes", "numba", "ray", "celery")
+SCALE = {"processes": 2, "numba": 100, "ray": 100, "celery": 100}  # n: python's n times this
 
 
 def wave(i, seed):
@@ -51,18 +51,20 @@ def counted(workload):
     return partally.workload(workload.function, name=workload.name, reduce="count")
 
 
-def timed(backend: str, workload, n: int, repeat: int):
-    """(median seconds, result) of ``repeat`` runs after one warm-up; every result identical."""
-    run = lambda: partally.compute(n, backend, workload, seed=SEED)  # noqa: E731
-    first = run()
-    times = []
+def timed(backend: str, workloads: list, n: int, repeat: int) -> list[tuple[float, object]]:
+    """(median seconds, result) per workload: ``repeat`` runs each after one warm-up,
+    interleaved (a change in the machine's load hits every workload alike); every result of a
+    workload identical."""
+    firsts = [partally.compute(n, backend, w, seed=SEED) for w in workloads]
+    times: list[list[float]] = [[] for _ in workloads]
     for _ in range(repeat):
-        began = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - began)
-        if not workload.reduction.same(result, first):
-            raise SystemExit(f"{backend} {workload.name}: {result!r} then {first!r}")
-    return statistics.median(times), first
+        for k, workload in enumerate(workloads):
+            began = time.perf_counter()
+            result = partally.compute(n, backend, workload, seed=SEED)
+            times[k].append(time.perf_counter() - began)
+            if not workload.reduction.same(result, firsts[k]):
+                raise SystemExit(f"{backend} {workload.name}: {result!r} then {firsts[k]!r}")
+    return [(statistics.median(t), first) for t, first in zip(times, firsts)]
 
 
 def main() -> int:
@@ -84,14 +86,15 @@ def main() -> int:
             if get(backend).refusal(workload) is not None:
                 print(f"{label:<16} {backend:<10} refused: {get(backend).refusal(workload)}")
                 continue
-            n = python_n if backend == "python" else python_n * 2
+            n = python_n * SCALE.get(backend, 1)
             if n not in reference:
                 reference[n] = partally.compute(n, "python", workload, seed=SEED)
-            seconds, result = timed(backend, workload, n, args.repeat)
+            (seconds, result), (count_s, _) = timed(
+                backend, [workload, counted(workload)], n, args.repeat
+            )
             if not workload.reduction.same(result, reference[n]):
                 print(f"MISMATCH {label} {backend}: {result!r}, python {reference[n]!r}")
                 return 1
-            count_s, _ = timed(backend, counted(workload), n, args.repeat)
             print(f"{label:<16} {backend:<10} {n:>10.2e} {n / seconds / 1e6:>8.3f}M/s "
                   f"{n / count_s / 1e6:>8.3f}M/s {seconds / count_s:>6.2f}  {result!r}")
     return 0

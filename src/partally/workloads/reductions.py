@@ -287,6 +287,14 @@ class IntSum(_IntConverting):
         return divide(int(partial), n)
 
     def batch(self, values: list, start: int, workload: str) -> int:
+        if not values:
+            return 0
+        try:  # the common case first: plain ints (a float among them makes the total a float)
+            total = sum(values)
+        except TypeError:
+            total = None
+        if type(total) is int and INT64_MIN <= min(values) and max(values) <= INT64_MAX:
+            return total
         return sum(self.ints(values, start, workload))
 
 

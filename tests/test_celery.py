@@ -354,3 +354,30 @@ def test_unavailable_names_the_extra_and_import_partally_does_not_import_celery(
     imported, reason = done.stdout.strip().split("\n", 1)
     assert imported == "False"
     assert 'pip install "partally[celery]"' in reason
+
+
+_SCALES = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3)
+
+
+def _payoff(i, seed):
+    """floats of mixed magnitudes and signs (products stay below 2**63: the same on numba)"""
+    return ((i * 2654435761 + seed) % 1000 - 500) * _SCALES[i % 7]
+
+
+@pytest.mark.timeout(180)
+def test_every_reduction_on_celery_equals_the_python_backend(driver):
+    """Partials travel through the broker as JSON and merge in completion order: the results
+    equal the pure-Python backend's bit for bit, and progress reaches the whole range."""
+    n = 200_000
+    for reduce in ("sum", "mean", "min", "max"):
+        workload = partally.workload(_payoff, reduce=reduce)
+        got = partally.compute(n, "celery", workload, seed=3)
+        assert workload.reduction.same(got, partally.compute(n, "python", workload, seed=3)), reduce
+    big = partally.workload(lambda i, seed: 2**63 - 1 - i % 5, reduce="sum")
+    assert partally.compute(10**5, "celery", big) == sum(2**63 - 1 - i % 5 for i in range(10**5))
+    nan = partally.workload(lambda i, seed: float("nan") if i in (70_001, 90_000) else 1.0, reduce="max")
+    value, index = partally.compute(10**5, "celery", nan)
+    assert value != value and index == 70_001
+    seen = []
+    partally.compute(n, "celery", _payoff, reduce="sum", progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (n, n)

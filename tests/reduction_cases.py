@@ -46,6 +46,13 @@ def _exact(reduce, function, n, seed):
     return extreme(values, lowest=reduce == "min")
 
 
+def compiled_here(workload) -> None:
+    """Numba's kernel for ``workload`` compiled in this process, into the cache folder that the
+    workers load it from (where numba can run it)."""
+    if get_backend("numba").refusal(workload) is None:
+        partally.compute(10, backend="numba", workload=workload)
+
+
 def check_every_reduction(backend: str, n: int = 3 * 10**5) -> None:
     """Every case on ``backend``, in chunks of at least 10**4, equal to the exact result.
 
@@ -54,8 +61,7 @@ def check_every_reduction(backend: str, n: int = 3 * 10**5) -> None:
     counted once, but slow)."""
     for reduce, function, seed in CASES:
         workload = dataclasses.replace(partally.workload(function, reduce=reduce), task_min=10**4)
-        if get_backend("numba").refusal(workload) is None:  # compiled here, into the cache folder
-            partally.compute(10, backend="numba", workload=workload)  # the workers load it from
+        compiled_here(workload)
         got = partally.compute(n, backend=backend, workload=workload, seed=seed)
         expected = _exact(reduce, function, n, seed)
         assert identical(tuple(got) if reduce in ("min", "max") else got, expected), (reduce, seed)

@@ -22,7 +22,7 @@ from helpers import interrupt, run_python
 import partally
 from celery_cluster import CeleryCluster, cpu_ticks, missing
 from partally.backends import get as get_backend
-from reduction_cases import check_every_reduction
+from reduction_cases import check_every_reduction, compiled_here
 from reference import PI_3E9_SEED_3, count_range, loop_count
 
 pytestmark = pytest.mark.celery
@@ -371,11 +371,14 @@ def test_every_reduction_on_celery_equals_the_python_backend(driver):
     n = 200_000
     for reduce in ("sum", "mean", "min", "max"):
         workload = partally.workload(_payoff, reduce=reduce)
+        compiled_here(workload)  # no chunk compiles past the 5 s visibility timeout
         got = partally.compute(n, "celery", workload, seed=3)
         assert workload.reduction.same(got, partally.compute(n, "python", workload, seed=3)), reduce
     big = partally.workload(lambda i, seed: 2**63 - 1 - i % 5, reduce="sum")
+    compiled_here(big)
     assert partally.compute(10**5, "celery", big) == sum(2**63 - 1 - i % 5 for i in range(10**5))
     nan = partally.workload(lambda i, seed: float("nan") if i in (70_001, 90_000) else 1.0, reduce="max")
+    compiled_here(nan)
     value, index = partally.compute(10**5, "celery", nan)
     assert value != value and index == 70_001
     seen = []

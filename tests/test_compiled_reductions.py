@@ -128,6 +128,10 @@ def test_signed_zeros_and_nan():
     late_nan = _workload(lambda i, seed: math.nan if i % 1000 == 999 else float(i), "max", float)
     assert ref.same(_run(late_nan, 0, 5000, workers=3), (math.nan, 999))
     assert math.isnan(_run(dataclasses.replace(late_nan, reduce="sum"), 0, 5000))
+    # A NaN with its sign bit set has the smallest key of all; it still wins only as a NaN.
+    negative_nan = _workload(lambda i, seed: -math.nan if i % 700 == 699 else -1e308, "min", float)
+    assert ref.same(_run(negative_nan, 0, 5000, workers=2), (math.nan, 699))
+    assert ref.same(_run(negative_nan, 0, 699, workers=2), (-1e308, 0))
 
 
 def test_overflow_rounds_to_infinity_and_mean_stays_finite():

@@ -103,12 +103,14 @@ element = None  # the compiled element function, set before the first compile
 index_type = None  # np.uint64 or np.int64, set likewise
 LIMBS = {limbs}
 INT_BLOCK = 2**30  # int sum: 2**30 values of |x| < 2**63 keep both halves' sums under 2**62
-WINDOW = 256  # float sum: values a window takes; its two sums stay under 2**41
+WINDOW = 256  # values a window takes (float sum: its two sums stay under 2**41)
 SPAN = 10  # float sum: binades a window may span: a significand shifted by 10 is < 2**63
 CARRY_EVERY = 4096  # float sum: windows between carries: < 4096 * 256 adds of < 2**33 a limb
 MANTISSA = 0xFFFFFFFFFFFFF
 DIGIT = 0xFFFFFFFF
 MAGNITUDE = 0x7FFFFFFFFFFFFFFF
+LARGEST = 0x7FFFFFFFFFFFFFFF
+INFINITY = 0x7FF0000000000000  # the bits of +inf: a NaN's magnitude bits are above them
 
 
 @njit(inline="always")
@@ -259,17 +261,29 @@ def float_sum(lo, hi, seed, chunks):
 
 def int_extreme(lo, hi, seed, chunks, flip):
     # The smallest key ^ flip (flip 0: min; -1: max, as ~key reverses the order) and the first
-    # index holding it: a later index replaces it only when strictly smaller.
+    # index holding it. Values come in windows: the window's smallest key is a plain int64 min
+    # (it vectorises); only a window that beats the best so far is searched for its first index.
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.empty((chunks, 3), np.int64)
     for c in prange(chunks):
+        window = np.empty(WINDOW, np.int64)
         best = np.int64(0)
         at = np.int64(-1)
-        for i in range(bounds[c], bounds[c + 1]):
-            key = as_int64(element(index_type(i), seed)) ^ flip
-            if at < 0 or key < best:
-                best = key
-                at = i
+        a = bounds[c]
+        while a < bounds[c + 1]:
+            m = min(WINDOW, bounds[c + 1] - a)
+            least = LARGEST
+            for j in range(m):
+                key = as_int64(element(index_type(a + j), seed)) ^ flip
+                window[j] = key
+                least = min(least, key)
+            if at < 0 or least < best:
+                for j in range(m):
+                    if window[j] == least:
+                        best = least
+                        at = a + j
+                        break
+            a += m
         rows[c, 0] = best
         rows[c, 1] = at
         rows[c, 2] = -1
@@ -277,24 +291,41 @@ def int_extreme(lo, hi, seed, chunks, flip):
 
 
 def float_extreme(lo, hi, seed, chunks, flip):
-    # Keys are IEEE totalOrder (-0.0 < +0.0); the first NaN's index is kept apart (NaN wins).
+    # As int_extreme, with IEEE totalOrder keys (-0.0 < +0.0) from the bits; NaN values take the
+    # largest key in the window's min and are searched for apart (the first NaN wins).
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.empty((chunks, 3), np.int64)
     for c in prange(chunks):
+        window = np.empty(WINDOW, np.int64)
         best = np.int64(0)
         at = np.int64(-1)
         nan_at = np.int64(-1)
-        for i in range(bounds[c], bounds[c + 1]):
-            x = as_float64(element(index_type(i), seed))
-            if x != x:
-                if nan_at < 0:
-                    nan_at = i
-                continue
-            bits = f64_bits(x)
-            key = (bits ^ ((bits >> 63) & MAGNITUDE)) ^ flip
-            if at < 0 or key < best:
-                best = key
-                at = i
+        a = bounds[c]
+        while a < bounds[c + 1]:
+            m = min(WINDOW, bounds[c + 1] - a)
+            least = LARGEST
+            nans = np.int64(0)
+            for j in range(m):
+                bits = f64_bits(as_float64(element(index_type(a + j), seed)))
+                window[j] = bits
+                nan = np.int64((bits & MAGNITUDE) > INFINITY)
+                nans += nan
+                key = (bits ^ ((bits >> 63) & MAGNITUDE)) ^ flip
+                least = min(least, key if nan == 0 else LARGEST)
+            if nans > 0 and nan_at < 0:
+                for j in range(m):
+                    if (window[j] & MAGNITUDE) > INFINITY:
+                        nan_at = a + j
+                        break
+            if at < 0 or least < best:
+                for j in range(m):
+                    bits = window[j]
+                    if (bits & MAGNITUDE) <= INFINITY:
+                        if (bits ^ ((bits >> 63) & MAGNITUDE)) ^ flip == least:
+                            best = least
+                            at = a + j
+                            break
+            a += m
         rows[c, 0] = best
         rows[c, 1] = at
         rows[c, 2] = nan_at

@@ -8,7 +8,9 @@ row of int64 words per chunk (``_exact_rows`` has the layouts and reads them exa
 reduction for Numba's parfor pass to infer (that inference fails on Python 3.12+ and is where
 Numba's reduction bugs live), and no float addition anywhere, so the result does not depend on
 the chunks, the threads or their order. Each accumulator is normalised often enough that no int64
-word can overflow, however long the range (a slice may grow to 2**40 elements).
+word can overflow, however long the range (a slice may grow to 2**40 elements). The float sum and
+min/max take values in windows of ``WINDOW``: a plain int64 sum or min over a window vectorises,
+and the exact bookkeeping (limbs, the first index) is done once per window where it can be.
 
 Element values are converted as the Python backends convert them: ``float()`` for float
 reductions (a float64), ``operator.index`` for int ones (a value that may not fit int64, such as

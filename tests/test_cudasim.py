@@ -177,3 +177,10 @@ def test_compute_reduces_on_the_simulator():
 
     got = partally.compute(200, backend="numba-cuda", workload=late_nan, reduce="max")
     assert ref.same(tuple(got), (float("nan"), 150))
+
+
+def test_values_that_differ_from_python_are_refused():
+    from partally import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="i = |raised"):
+        numba_cuda.count(resolve(lambda i, s: (i % 5 + 1) ** -1 > 0.3), 0, 10, workers=1, seed=0)

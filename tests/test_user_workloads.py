@@ -221,7 +221,8 @@ def test_bench_verifies_a_user_workload(tmp_path):
 
 def test_bench_exits_1_when_a_backend_disagrees(tmp_path):
     (tmp_path / "overflowing.py").write_text(
-        "def big(i, seed):\n    return (i * 4611686018427387904) % 3 == 1\n"  # wraps in int64
+        # wraps in int64 at i = 777 (and every 10007th after): a sample misses it, the bench does not
+        "def big(i, seed):\n    return i % 10007 == 777 and (i * 4611686018427387904) % 3 == 1\n"
     )
     done = _cli("bench", "--workload", "overflowing:big", "--sizes", "1e3", "--repeat", "1",
                 "--backends", "python,numba", cwd=tmp_path, XDG_CACHE_HOME=str(tmp_path / "c"))

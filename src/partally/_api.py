@@ -12,6 +12,7 @@ from partally.auto import dispatcher
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
 from partally.workloads import Workload
+from partally.workloads.base import running
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ def compute(
     value is capped to the cores this process may use, since more would only wait. It limits how
     many of this call's pieces run at once on a pool shared by all calls, so calls from several
     threads, with different ``workers``, each get their exact count.
+
+    A ``compute`` made from inside a running workload (its function calls ``compute``) runs
+    inline, in the calling thread, wherever the Python loop would wait on a pool or cluster that
+    the outer call holds (``auto``, python, threads, processes, ray, celery), as joblib runs
+    nested parallel calls; numba, native and the GPU backends run as usual.
     """
     chosen = _validate.workload(workload, reduce)
     n = _validate.size(n, chosen)
@@ -78,6 +84,9 @@ def compute(
     workers = _validate.workers(workers)
     seed = _validate.seed(seed)
     progress = _validate.progress(progress)
+    nested = running()
+    if nested and backend == "auto":
+        backend = "python"  # no calibration, no pool: the outer call has the cores
     name = backend if backend != "auto" else dispatcher().choose(chosen, n)
     runner = get_backend(name)
     reason = runner.unavailable()
@@ -87,5 +96,7 @@ def compute(
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
     workers = workers or runner.default_workers()
+    if nested and (runner.runs_python or runner.remote):  # its pool's workers may be waiting here
+        return chosen.reduction.finish(chosen.run_range(0, n, seed), n)
     partial = runner.run(chosen, 0, n, workers=workers, seed=seed, progress=progress)
     return chosen.reduction.finish(partial, n)

@@ -251,12 +251,17 @@ class Dispatcher:
         cache key already changes when an optional package is installed or removed).
         """
         ranked = sorted(predicted, key=predicted.__getitem__)
-        if probe:
-            usable = [name for name in ranked if self.unavailable(name, workload) is None]
-            if not usable:
+        if probe:  # best first, and only as far as the choice needs: a probe may import numba
+            best = next((name for name in ranked if self.unavailable(name, workload) is None), None)
+            if best is None:
                 return "python"
-            bound = predicted[usable[0]] * (1 + TIE)
-            ranked = [name for name in usable if predicted[name] <= bound]
+            bound = predicted[best] * (1 + TIE)
+            ranked = [
+                name
+                for name in ranked
+                if predicted[name] <= bound
+                and (name == best or self.unavailable(name, workload) is None)
+            ]
         return pick({name: predicted[name] for name in ranked}, models)
 
     def choose(self, workload: Workload, n: int) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from partally._format import size_words
 
 TIE = 0.10  # predicted times this close are a tie (see ``pick``)
+WORK_S = 2e-3  # a timed run shorter than this is mostly per-call cost, not work
 TINY = 32  # below this, compute(auto) runs pure Python without looking at any model
 
 
@@ -49,7 +50,11 @@ class Model:
         return t0 - n0 / rate, rate
 
     def predict(self, n: int) -> float:
-        """Predicted seconds for [0, n) once the backend is started."""
+        """Predicted seconds for [0, n) once the backend is started. Past the largest timed
+        size, at least the time per element measured there: a model timed only at a few small
+        sizes (equal times: an infinite rate) never predicts work for free."""
+        if n > self.sizes[-1]:
+            return self.seconds[-1] + (n - self.sizes[-1]) / self.rate
         k = min(max(bisect.bisect_right(self.sizes, n) - 1, 0), len(self.sizes) - 2)
         overhead, rate = self.line(k)
         return max(overhead + n / rate, 0.0)
@@ -61,8 +66,13 @@ class Model:
 
     @property
     def rate(self) -> float:
-        """Elements per second at large n (the last line's slope)."""
-        return self.line(len(self.sizes) - 2)[1]
+        """Elements per second at large n: the last line's slope; where that line is flat, or
+        fitted through only two points too short to tell work from per-call cost (under
+        ``WORK_S``), at most the largest timed size over its time (never infinite)."""
+        slope = self.line(len(self.sizes) - 2)[1]
+        if slope == math.inf or (len(self.sizes) < 3 and self.seconds[-1] < WORK_S):
+            return min(slope, self.sizes[-1] / max(self.seconds[-1], 1e-9))
+        return slope
 
 
 def fit(sizes: Iterable[int], medians: Iterable[float], startup: float = 0.0) -> Model:

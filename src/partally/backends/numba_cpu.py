@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from partally._errors import BackendUnavailable, WorkloadError
-from partally.backends import _exact_rows
+from partally.backends import _exact_rows, _trust
 from partally.backends._common import Tally, capped_workers, paced_slices
 from partally.backends.base import Backend, PerWorkload, Progress
 from partally.workloads import Workload
@@ -123,6 +123,7 @@ class NumbaBackend(Backend):
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
         self._refused: dict[str, str | None] = {}  # by Workload.key
+        self._guard = _trust.Guard()  # user kernels: checked on a sample, followed after
         self._imported = False  # numba imported in this process (that cannot be undone)
         self._import_interrupted = False  # a Ctrl-C cut an import of numba short in this process
         self._forked_after_launch = False  # forked after Numba's parallel threads had started
@@ -165,6 +166,7 @@ class NumbaBackend(Backend):
         its type (a function whose values the reduction cannot take says their type)."""
         if self.unavailable() is not None:
             return None
+        workload = self._guard.current(workload)
         if workload.key not in self._refused and (not workload.builtin or workload.reduce != "count"):
             try:
                 self._kernel(workload)  # compiled now, or loaded from the disk cache
@@ -180,8 +182,10 @@ class NumbaBackend(Backend):
         """``workload``'s compiled kernel (made once) and the integer type it takes.
 
         Any exception from Numba's compiler (a ``TypingError``, an ``AssertionError`` from a
-        pass, ...) is noted as a refusal for this workload and raised as ``BackendUnavailable``.
+        pass, ...) is noted as a refusal for this workload and raised as ``BackendUnavailable``;
+        so is a user function whose values differ from Python's on a sample (``_trust``).
         """
+        workload = self._guard.current(workload)
         refusal = self._refused.get(workload.key)
         if refusal is not None:
             raise BackendUnavailable(f"backend 'numba' cannot run {workload.name!r}: {refusal}")
@@ -196,7 +200,10 @@ class NumbaBackend(Backend):
             raise BackendUnavailable(
                 f"backend 'numba' cannot run {workload.name!r}: {self._refused[workload.key]}"
             ) from exc
-        self._refused.setdefault(workload.key, None)
+        if workload.key not in self._refused:  # trusted once its values match Python's
+            values = None if workload.builtin else _element_partials(workload, *made)
+            self._refused[workload.key] = values and _trust.disagreement(workload, "numba", values)
+            return self._kernel(workload)
         return made
 
     def run(
@@ -233,6 +240,19 @@ class NumbaBackend(Backend):
             total = reduction.merge(total, _exact_rows.partial(reduction, out))
             tally.add(b - a)
         return total
+
+
+def _element_partials(workload: Workload, kernel: Callable, index_type: type) -> _trust.Values:
+    """The compiled partial of each single element [i, i + 1): its value as the reduction takes it."""
+    reduction = workload.reduction
+    extra = () if reduction.name not in _exact_rows.FLIP else (_exact_rows.FLIP[reduction.name],)
+
+    def values(indices: list[int], seed: int) -> list[Any]:
+        typed = index_type(workload.compiled_seed(seed))
+        rows = (kernel(i, i + 1, typed, 1, *extra) for i in indices)
+        return [_exact_rows.partial(reduction, row) for row in rows]
+
+    return values
 
 
 def _make_kernel(workload: Workload) -> tuple[Callable, type]:

@@ -17,10 +17,12 @@ from typing import Any
 
 from partally._errors import BackendUnavailable
 from partally._settings import flag
-from partally.backends import _exact_rows, _gpu
+from partally.backends import _exact_rows, _gpu, _trust
 from partally.backends._common import slices
 from partally.backends.base import PerWorkload
 from partally.workloads import Workload
+
+_SAMPLE_MOST = 48  # indices checked on the device: one launch each
 
 
 def simulated() -> bool:
@@ -35,6 +37,7 @@ class NumbaCudaBackend(_gpu.GpuBackend):
     def __init__(self) -> None:
         self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
         self._refused: dict[str, str | None] = {}  # by Workload.key
+        self._guard = _trust.Guard()  # user kernels: checked on a sample, followed after
 
     @functools.cache  # noqa: B019 - one backend object per process
     def unavailable(self) -> str | None:
@@ -74,6 +77,7 @@ class NumbaCudaBackend(_gpu.GpuBackend):
         find out (about a second); on the simulator nothing is compiled (None)."""
         if self.unavailable() is not None or simulated():
             return None
+        workload = self._guard.current(workload)
         if workload.key not in self._refused and (not workload.builtin or workload.reduce != "count"):
             try:
                 self.kernel(workload)
@@ -83,7 +87,9 @@ class NumbaCudaBackend(_gpu.GpuBackend):
 
     def kernel(self, workload: Workload) -> tuple[Callable, type]:
         """``workload``'s compiled kernel (made once) and the integer type it takes. Any compile
-        error is noted as a refusal for this workload and raised as ``BackendUnavailable``."""
+        error is noted as a refusal for this workload and raised as ``BackendUnavailable``; so
+        is a user function whose values differ from Python's on a sample (``_trust``)."""
+        workload = self._guard.current(workload)
         refusal = self._refused.get(workload.key)
         if refusal is not None:
             raise BackendUnavailable(f"backend 'numba-cuda' cannot run {workload.name!r}: {refusal}")
@@ -98,7 +104,12 @@ class NumbaCudaBackend(_gpu.GpuBackend):
             raise BackendUnavailable(
                 f"backend 'numba-cuda' cannot run {workload.name!r}: {self._refused[workload.key]}"
             ) from exc
-        self._refused.setdefault(workload.key, None)
+        if workload.key not in self._refused:  # trusted once its values match Python's
+            values = None if workload.builtin else _element_partials(workload, *made)
+            self._refused[workload.key] = values and _trust.disagreement(
+                workload, "numba-cuda", values, most=_SAMPLE_MOST
+            )
+            return self.kernel(workload)
         return made
 
     def default_blocks(self) -> int:
@@ -110,6 +121,7 @@ class NumbaCudaBackend(_gpu.GpuBackend):
         from partally.backends import _numba_cuda_kernels
 
         kernel, index_type = self.kernel(workload)
+        workload = self._guard.current(workload)
         reduction = workload.reduction
         name = _exact_rows.kernel_name(reduction)
         step = workload.gpu_slice
@@ -121,6 +133,25 @@ class NumbaCudaBackend(_gpu.GpuBackend):
             flip=_exact_rows.FLIP.get(reduction.name, 0),
         )
         return _exact_rows.partial(reduction, out)
+
+
+def _element_partials(workload: Workload, kernel: Callable, index_type: type) -> _trust.Values:
+    """The compiled partial of each single element [i, i + 1), one launch each."""
+    from partally.backends import _numba_cuda_kernels
+
+    reduction = workload.reduction
+    name, flip = _exact_rows.kernel_name(reduction), _exact_rows.FLIP.get(reduction.name, 0)
+
+    def values(indices: list[int], seed: int) -> list[Any]:
+        seed = workload.compiled_seed(seed)
+        return [
+            _exact_rows.partial(reduction, _numba_cuda_kernels.launch(
+                kernel, index_type, name, [(i, i + 1)], seed, 1, 1, flip=flip
+            ))
+            for i in indices
+        ]
+
+    return values
 
 
 def _make_kernel(workload: Workload) -> tuple[Callable, type]:

@@ -21,6 +21,7 @@ from typing import Any
 from partally.backends._common import Tally, capped_workers, run_on_pool, slices
 from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
+from partally.workloads.base import running
 
 _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's time
 
@@ -54,8 +55,8 @@ class ThreadsBackend(Backend):
         progress: Progress | None = None,
     ) -> Any:
         workers = capped_workers(workers)
-        if (hi - lo <= _CHUNK or workers == 1) and progress is None:
-            return workload.run_range(lo, hi, seed)
+        if running() or ((hi - lo <= _CHUNK or workers == 1) and progress is None):
+            return workload.run_range(lo, hi, seed)  # running(): nested, the pool may be all busy
         return run_on_pool(
             self._pool,
             lambda pool, piece: pool.submit(workload.run_range, piece[0], piece[1], seed),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -12,6 +13,14 @@ from partally.workloads import reductions
 from partally.workloads.reductions import Reduction
 
 INDEX_LIMIT = 2**63 - 1  # every range end must fit a signed 64-bit integer
+
+_running = threading.local()  # .depth: how many workloads this thread is inside now
+
+
+def running() -> bool:
+    """Whether this thread is inside a workload's Python loop (a nested ``compute`` runs inline)."""
+    return getattr(_running, "depth", 0) > 0
+
 
 ElementFactory = Callable[[Callable[[int], Any], Callable[[Callable], Callable]], Callable]
 
@@ -63,6 +72,11 @@ class Workload:
     def __repr__(self) -> str:
         return f"<workload {self.name!r}>"
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function it was made from (a decorated function stays callable, recursion
+        included); a built-in's predicate for a built-in."""
+        return (self.function or self.predicate)(*args, **kwargs)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Built-ins travel by name, user functions by value (builtin.py and user.py say how).
         return self.pickled(self) if self.pickled is not None else super().__reduce__()
@@ -107,4 +121,8 @@ class Workload:
         """
         if self.python_loop is not None and self.reduce == "count":
             return self.python_loop(lo, hi, seed)
-        return self.reduction.loop(self.predicate, lo, hi, seed, self.name)
+        _running.depth = getattr(_running, "depth", 0) + 1  # a nested compute runs inline
+        try:
+            return self.reduction.loop(self.predicate, lo, hi, seed, self.name)
+        finally:
+            _running.depth -= 1

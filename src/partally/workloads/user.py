@@ -22,55 +22,169 @@ from collections.abc import Callable
 from typing import Any
 
 from partally.workloads import reductions
-from partally.workloads.base import Workload
+from partally.workloads.base import INDEX_LIMIT, Workload, as_is
 
 USER_CALIBRATION_S = 0.6  # auto's budget for timing a user workload's backends
-_DIGEST_DEPTH = 3  # how deep into the helpers a function calls the hash looks
+_DIGEST_DEPTH = 16  # how deep into the helpers a function calls the hash looks
+_SNAPSHOT_BYTES = 1 << 16  # a global array up to this size is compared by value on each call
+_MISSING = object()
+
+
+def python_function(function: Callable) -> Callable:
+    """The Python function behind ``function``: a Numba dispatcher's (CPU or CUDA device)
+    ``py_func``, else ``function`` itself. The Python backends run it, the compiled ones compile it."""
+    inner = getattr(function, "py_func", None)
+    return inner if isinstance(inner, types.FunctionType) else function
 
 
 def _element(function: Callable) -> Callable[..., Callable]:
     def element(int_type: Any, jit: Callable) -> Callable:
-        return function
+        if jit is as_is:
+            return python_function(function)
+        return _compilable(python_function(function), jit)
 
     return element
 
 
-def _fingerprint(value: Any, hasher: Any, depth: int, seen: set[int]) -> None:
-    """Feed what determines ``value``'s behaviour into ``hasher``: code, constants, globals used."""
+def _compilable(function: Callable, jit: Callable) -> Callable:
+    """``function`` as a compiler can take it: a global naming a user Workload (a decorated
+    function calling itself or another one) is replaced by that workload's function, compiled
+    with ``jit``, in a copy of the globals (a compiler freezes globals anyway)."""
+    if not isinstance(function, types.FunctionType):
+        return function
+    named = {
+        name: value
+        for name in _global_names(function.__code__)
+        if isinstance(value := function.__globals__.get(name), Workload) and value.function is not None
+    }
+    if not named:
+        return function
+    namespace = dict(function.__globals__)
+    made = types.FunctionType(
+        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
+    )
+    for name, value in named.items():
+        inner = python_function(value.function)
+        namespace[name] = jit(made if inner is function else _compilable(inner, jit))
+    return made
+
+
+class Frozen:
+    """What a compiled kernel froze: each global, module attribute and closure cell it read,
+    as read then. ``changed()`` says which one differs now (a compiler does not see it)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[Any, str, Any, bytes | None, str]] = []
+        self.dispatchers: list[Any] = []  # the user's own Numba dispatchers it calls
+
+    def read(self, holder: Any, name: str, value: Any, where: str) -> None:
+        snapshot = None
+        if hasattr(value, "tobytes") and getattr(value, "nbytes", _SNAPSHOT_BYTES + 1) <= _SNAPSHOT_BYTES:
+            snapshot = value.tobytes()
+        self.reads.append((holder, name, value, snapshot, where))
+
+    def changed(self) -> str | None:
+        """Which value read at compile time is another now (rebound, or an array changed in
+        place), in words; None if none."""
+        for holder, name, value, snapshot, where in self.reads:
+            if isinstance(holder, dict):
+                now = holder.get(name, _MISSING)
+            else:  # a closure cell
+                try:
+                    now = holder.cell_contents
+                except ValueError:
+                    now = _MISSING
+            if now is not value:
+                return f"{where} was rebound"
+            if snapshot is not None and value.tobytes() != snapshot:
+                return f"the array {where} was changed in place"
+        return None
+
+
+def _fingerprint(value: Any, hasher: Any, depth: int, seen: set[int], frozen: Frozen) -> None:
+    """Feed what determines ``value``'s behaviour into ``hasher``: code, constants, the globals,
+    module attributes and closure cells it reads (noted in ``frozen``), through every function it
+    calls, however imported."""
     if isinstance(value, types.FunctionType):
         if id(value) in seen or depth > _DIGEST_DEPTH:
             hasher.update(value.__qualname__.encode())
             return
         seen.add(id(value))
-        _fingerprint(value.__code__, hasher, depth, seen)
-        for name in _global_names(value.__code__):
+        _fingerprint(value.__code__, hasher, depth, seen, frozen)
+        names = _global_names(value.__code__)
+        module = value.__globals__.get("__name__", "?")
+        for name in sorted(names):
             if name in value.__globals__:
                 hasher.update(name.encode())
-                _fingerprint(value.__globals__[name], hasher, depth + 1, seen)
-        for cell in value.__closure__ or ():
+                found = value.__globals__[name]
+                frozen.read(value.__globals__, name, found, f"global {name!r} of {module}")
+                if isinstance(found, types.ModuleType):
+                    _attributes(found, names, hasher, depth + 1, seen, frozen)
+                else:
+                    _fingerprint(found, hasher, depth + 1, seen, frozen)
+        for k, cell in enumerate(value.__closure__ or ()):
             try:
-                _fingerprint(cell.cell_contents, hasher, depth + 1, seen)
+                contents = cell.cell_contents
             except ValueError:  # an empty cell
-                pass
+                continue
+            free = value.__code__.co_freevars[k]
+            frozen.read(cell, free, contents, f"variable {free!r} of {value.__qualname__}'s closure")
+            _fingerprint(contents, hasher, depth + 1, seen, frozen)
         for default in value.__defaults__ or ():
-            _fingerprint(default, hasher, depth + 1, seen)
+            _fingerprint(default, hasher, depth + 1, seen, frozen)
     elif isinstance(value, types.CodeType):
         hasher.update(value.co_code)
         hasher.update(repr((value.co_names, value.co_varnames)).encode())
         for constant in value.co_consts:
-            _fingerprint(constant, hasher, depth, seen)
-    elif hasattr(value, "py_func"):  # a Numba dispatcher: its Python function
-        _fingerprint(value.py_func, hasher, depth, seen)
+            _fingerprint(constant, hasher, depth, seen, frozen)
+    elif isinstance(value, Workload):  # a decorated function it calls (itself, recursively)
+        hasher.update(b"workload")
+        if value.function is not None:
+            _fingerprint(value.function, hasher, depth, seen, frozen)
+    elif isinstance(getattr(value, "py_func", None), types.FunctionType):  # a Numba dispatcher
+        hasher.update(type(value).__name__.encode())
+        if id(value) not in seen:
+            frozen.dispatchers.append(value)
+        _fingerprint(value.py_func, hasher, depth, seen, frozen)
     elif hasattr(value, "tobytes") and hasattr(value, "dtype"):  # a NumPy array or scalar
         hasher.update(f"{value.dtype}{getattr(value, 'shape', ())}".encode() + value.tobytes())
     elif isinstance(value, (tuple, list, frozenset)):
         hasher.update(type(value).__name__.encode())
         for item in value:
-            _fingerprint(item, hasher, depth, seen)
+            _fingerprint(item, hasher, depth, seen, frozen)
     elif isinstance(value, types.ModuleType):
         hasher.update(value.__name__.encode())
     else:
         hasher.update(repr(value).encode()[:4096])
+
+
+def _attributes(
+    module: types.ModuleType, names: set[str], hasher: Any, depth: int, seen: set[int], frozen: Frozen
+) -> None:
+    """A module's attributes that ``names`` (a function's names) may read, as ``mod.f`` or
+    ``pkg.mod.f``: hashed and noted like globals (a submodule's, in turn)."""
+    hasher.update(module.__name__.encode())
+    if (
+        id(module) in seen
+        or depth > _DIGEST_DEPTH
+        or module.__name__ in sys.builtin_module_names
+        or module.__name__.partition(".")[0] == "partally"  # its version is in every cache key
+    ):
+        return
+    spec_origin = getattr(getattr(module, "__spec__", None), "origin", None) or ""
+    if spec_origin and os.path.realpath(spec_origin).startswith(_installed_folders()):
+        return  # an installed package (numpy, math): its version is in the machine key
+    seen.add(id(module))
+    namespace = vars(module)
+    for name in sorted(names):
+        if name in namespace:
+            hasher.update(name.encode())
+            found = namespace[name]
+            frozen.read(namespace, name, found, f"{module.__name__}.{name}")
+            if isinstance(found, types.ModuleType):
+                _attributes(found, names, hasher, depth + 1, seen, frozen)
+            else:
+                _fingerprint(found, hasher, depth + 1, seen, frozen)
 
 
 def _global_names(code: types.CodeType) -> set[str]:
@@ -82,10 +196,17 @@ def _global_names(code: types.CodeType) -> set[str]:
 
 
 def digest(function: Callable) -> str:
-    """A hash of ``function``'s code, constants, defaults, closure and the globals it uses."""
+    """A hash of ``function``'s code, constants, defaults, closure, and the globals and module
+    attributes it reads, through every function it calls."""
+    return fingerprint(function)[0]
+
+
+def fingerprint(function: Callable) -> tuple[str, Frozen]:
+    """``digest(function)``, and what a compiler freezes of it (to see a change later)."""
     hasher = hashlib.sha256()
-    _fingerprint(function, hasher, 0, set())
-    return hasher.hexdigest()[:16]
+    frozen = Frozen()
+    _fingerprint(function, hasher, 0, set(), frozen)
+    return hasher.hexdigest()[:16], frozen
 
 
 def _check_signature(function: object) -> Callable:
@@ -109,12 +230,20 @@ def _check_signature(function: object) -> Callable:
 
 
 def make(
-    function: Callable, name: str | None = None, reduce: str = "count", returns: object = None
+    function: Callable,
+    name: str | None = None,
+    reduce: str = "count",
+    returns: object = None,
+    limit: int = INDEX_LIMIT,
 ) -> Workload:
     """``function`` (called as ``function(i, seed)``) as a Workload reducing its values by
     ``reduce``; ``TypeError`` if it cannot be called so, ``ValueError`` for a bad ``reduce`` or
-    ``returns`` (the element kind: int, float, or None to infer it from f(0, 0))."""
+    ``returns`` (the element kind: int, float, or None to infer it from f(0, 0)) or ``limit``
+    (the largest n it is meant for: larger n is a ``ValueError``, and the compiled backends'
+    sample check stays below it)."""
     _check_signature(function)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= INDEX_LIMIT:
+        raise ValueError(f"a workload's limit is an int in [1, 2**63 - 1], not {limit!r}")
     reductions.check_name(reduce)
     kind = reductions.check_kind(returns)
     if reduce == "count" and kind is not None:
@@ -138,15 +267,28 @@ def make(
         reduce=reduce,
         returns=kind,
         pickled=_pickled_by_value,
+        limit=limit,
     )
 
 
 def _pickled_by_value(workload: Workload) -> tuple[Any, ...]:
     """A user workload pickled: its function by value (``__main__`` and notebooks too), its
-    reduction and element kind (not inferred again in the worker)."""
+    reduction, element kind (not inferred again in the worker) and limit. Inside that very
+    pickling (a recursive decorated function reaches itself through its globals) the function
+    is left to the pickler at work, which handles the cycle."""
     kind = None if workload.reduce == "count" else workload.kind
-    function = payload(workload.function)
-    return rebuild, (function, workload.name, workload.cache_key, workload.reduce, kind)
+    details = (workload.name, workload.cache_key, workload.reduce, kind, workload.limit)
+    active = _pickling.__dict__.setdefault("functions", set())
+    if id(workload.function) in active:
+        return _rebuilt, (workload.function, *details)
+    active.add(id(workload.function))
+    try:
+        return rebuild, (payload(workload.function), *details)
+    finally:
+        active.discard(id(workload.function))
+
+
+_pickling = threading.local()  # the functions this thread is pickling now, by id
 
 
 def wrap(function: Callable, reduce: str = "count") -> Workload:
@@ -170,6 +312,7 @@ def workload(
     name: str | None = None,
     reduce: str = "count",
     returns: object = None,
+    limit: int = INDEX_LIMIT,
 ) -> Workload | Callable[[Callable], Workload]:
     """Make ``function(i, seed)`` a workload: ``@partally.workload``,
     ``@partally.workload(reduce="sum")`` or
@@ -183,11 +326,13 @@ def workload(
     kind; by default it is inferred once from function(0, 0). It runs on any backend that runs
     Python functions (python, threads, processes, numba, numba-cuda, ray, celery). The compiled
     backends pass i and seed as signed 64-bit integers: a function that overflows 64 bits gives
-    different values there (the bench shows it as a mismatch).
+    different values there, so each refuses a function whose values differ from Python's on a
+    sample of indices below ``limit`` (the largest n it is meant for); the bench compares whole
+    ranges.
     """
     if function is None:
-        return lambda f: make(f, name, reduce, returns)
-    return make(function, name, reduce, returns)
+        return lambda f: make(f, name, reduce, returns, limit)
+    return make(function, name, reduce, returns, limit)
 
 
 def payload(function: Callable) -> bytes:
@@ -230,13 +375,23 @@ def _installed_folders() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=64)
 def rebuild(
-    payload: bytes, name: str, key: str, reduce: str = "count", kind: str | None = None
+    payload: bytes,
+    name: str,
+    key: str,
+    reduce: str = "count",
+    kind: str | None = None,
+    limit: int = INDEX_LIMIT,
 ) -> Workload:
     """A user Workload from its pickled function (in a pool or Ray worker; once per workload)."""
     import cloudpickle
 
-    function = cloudpickle.loads(payload)
-    made = make(function, name, reduce, kind)
+    return _rebuilt(cloudpickle.loads(payload), name, key, reduce, kind, limit)
+
+
+def _rebuilt(
+    function: Callable, name: str, key: str, reduce: str, kind: str | None, limit: int
+) -> Workload:
+    made = make(function, name, reduce, kind, limit)
     return made if made.cache_key == key else _with_key(made, key)
 
 

@@ -58,13 +58,13 @@ def test_a_global_changed_between_two_calls_gives_the_new_answer(tmp_path):
     """), str(tmp_path / "g.py"), "exec"), namespace)
     for name in ("by_k", "by_table", "by_pair"):
         workload = partally.workload(namespace[name])
-        assert partally.compute(1000, "numba", workload) == workload.count_range(0, 1000)
+        assert partally.compute(1000, "numba", workload) == workload.run_range(0, 1000)
     namespace["K"] = 5
     namespace["TABLE"][:] = [1, 1, 0, 0]  # in place
     namespace["PAIR"] = (3, 4)
     for name in ("by_k", "by_table", "by_pair"):
         workload = partally.workload(namespace[name])
-        assert partally.compute(1000, "numba", workload) == workload.count_range(0, 1000), name
+        assert partally.compute(1000, "numba", workload) == workload.run_range(0, 1000), name
     assert partally.compute(1000, "numba", namespace["by_k"]) == 200
 
 

@@ -156,12 +156,12 @@ def test_auto_choosing_native_does_not_import_numba(tmp_path):
         made = Calibration(models)
         use_dispatcher(Dispatcher(cache=CalibrationCache(sys.argv[1]), settings=Settings(),
                                   calibrate=lambda *a, **k: made))
-        print(partally.compute(10**5, workload="pi"), "numba" in sys.modules)
+        print(partally.compute(10**5, workload="pi"), "numba" in sys.modules, "numpy" in sys.modules)
     """
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["78607", "False"]
+    assert done.stdout.split() == ["78607", "False", "False"]
 
 
 # 7. A model timed at a few tiny sizes never predicts free work.

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from partally._errors import BackendUnavailable, WorkloadError
-from partally.backends import _exact_rows, _trust
+from partally.backends import _trust
 from partally.backends._common import Tally, capped_workers, paced_slices
 from partally.backends.base import Backend, PerWorkload, Progress
 from partally.workloads import Workload
@@ -216,6 +216,7 @@ class NumbaBackend(Backend):
         seed: int,
         progress: Progress | None = None,
     ) -> Any:
+        from partally.backends import _exact_rows  # numpy: only when run
         import numba
 
         refusal = self._fork_refusal()
@@ -244,6 +245,7 @@ class NumbaBackend(Backend):
 
 def _element_partials(workload: Workload, kernel: Callable, index_type: type) -> _trust.Values:
     """The compiled partial of each single element [i, i + 1): its value as the reduction takes it."""
+    from partally.backends import _exact_rows  # numpy: only when run
     reduction = workload.reduction
     extra = () if reduction.name not in _exact_rows.FLIP else (_exact_rows.FLIP[reduction.name],)
 
@@ -256,6 +258,7 @@ def _element_partials(workload: Workload, kernel: Callable, index_type: type) ->
 
 
 def _make_kernel(workload: Workload) -> tuple[Callable, type]:
+    from partally.backends import _exact_rows  # numpy: only when run
     from partally.backends import _numba_kernels
 
     return _numba_kernels.kernel(workload, _exact_rows.kernel_name(workload.reduction))

@@ -17,7 +17,7 @@ from typing import Any
 
 from partally._errors import BackendUnavailable
 from partally._settings import flag
-from partally.backends import _exact_rows, _gpu, _trust
+from partally.backends import _gpu, _trust
 from partally.backends._common import slices
 from partally.backends.base import PerWorkload
 from partally.workloads import Workload
@@ -118,6 +118,7 @@ class NumbaCudaBackend(_gpu.GpuBackend):
     def launch(
         self, workload: Workload, lo: int, hi: int, seed: int, blocks: int, threads: int
     ) -> Any:
+        from partally.backends import _exact_rows  # numpy: only when run
         from partally.backends import _numba_cuda_kernels
 
         kernel, index_type = self.kernel(workload)
@@ -137,6 +138,7 @@ class NumbaCudaBackend(_gpu.GpuBackend):
 
 def _element_partials(workload: Workload, kernel: Callable, index_type: type) -> _trust.Values:
     """The compiled partial of each single element [i, i + 1), one launch each."""
+    from partally.backends import _exact_rows  # numpy: only when run
     from partally.backends import _numba_cuda_kernels
 
     reduction = workload.reduction
@@ -155,6 +157,7 @@ def _element_partials(workload: Workload, kernel: Callable, index_type: type) ->
 
 
 def _make_kernel(workload: Workload) -> tuple[Callable, type]:
+    from partally.backends import _exact_rows  # numpy: only when run
     from partally.backends import _numba_cuda_kernels
 
     return _numba_cuda_kernels.kernel(workload, _exact_rows.kernel_name(workload.reduction))

@@ -1,4 +1,5 @@
-"""Runs tests/test_cudasim.py in its own pytest process under NUMBA_ENABLE_CUDASIM=1.
+"""Runs tests/test_cudasim.py and test_cudasim_examples.py in their own pytest process under
+NUMBA_ENABLE_CUDASIM=1.
 
 The simulator only replaces the GPU when the variable is set before numba is first imported, so
 this is how one `python -m pytest` also checks every numba-cuda kernel on a machine without a GPU.
@@ -24,7 +25,7 @@ def test_numba_cuda_kernels_pass_on_the_simulator():
     environment = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-m", "cudasim", "-p", "no:cacheprovider",
-         str(tests / "test_cudasim.py")],
+         str(tests / "test_cudasim.py"), str(tests / "test_cudasim_examples.py")],
         capture_output=True, text=True, timeout=1100, env=environment, cwd=tests.parent,
     )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr

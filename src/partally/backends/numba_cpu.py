@@ -250,8 +250,15 @@ def _element_partials(workload: Workload, kernel: Callable, index_type: type) ->
     extra = () if reduction.name not in _exact_rows.FLIP else (_exact_rows.FLIP[reduction.name],)
 
     def values(indices: list[int], seed: int) -> list[Any]:
+        import numba
+
         typed = index_type(workload.compiled_seed(seed))
-        rows = (kernel(i, i + 1, typed, 1, *extra) for i in indices)
+        threads = numba.get_num_threads()  # this thread's setting: other threads keep theirs
+        numba.set_num_threads(1)  # one element a call: no parallel region's barrier to wait at
+        try:  # (2 threads on a loaded machine: 5 us to 0.3 ms a call, and far worse at times)
+            rows = [kernel(i, i + 1, typed, 1, *extra) for i in indices]
+        finally:
+            numba.set_num_threads(threads)
         return [_exact_rows.partial(reduction, row) for row in rows]
 
     return values

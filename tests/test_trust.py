@@ -213,3 +213,21 @@ def test_property_any_backend_gives_pythons_count_or_refuses(expression, compari
             assert str(refused), source
             continue
         assert got == expected, (source, backend)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max"])
+def test_a_value_past_64_bits_is_refused_not_wrapped(reduce):
+    """Python raises (the value does not fit int64), Numba wrapped 2**70 + i to i silently: the
+    sample counts Python's error as an outcome the compiled side must share."""
+    numba = get("numba")
+    if numba.unavailable():
+        pytest.skip(numba.unavailable())
+
+    def past_64_bits(i, seed):
+        return 2**70 + i
+
+    workload = partally.workload(past_64_bits, reduce=reduce)
+    with pytest.raises(partally.BackendUnavailable, match="gives a value where Python raises"):
+        partally.compute(1000, backend="numba", workload=workload)
+    with pytest.raises(partally.WorkloadError):
+        partally.compute(1000, workload=workload)  # auto: a Python backend, which raises

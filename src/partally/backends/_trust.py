@@ -35,6 +35,18 @@ _RANDOM = 64  # random indices after the structured ones
 Values = Callable[[Sequence[int], int], Sequence[object]]  # (indices, seed) -> compiled values
 
 
+@dataclasses.dataclass(frozen=True)
+class _Raised:
+    """Python's outcome at an index where the function (or the conversion of its value) raised."""
+
+    exc: Exception
+
+    @property
+    def error(self) -> str:
+        cause = self.exc.__cause__ or self.exc
+        return f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}"
+
+
 def sample(workload: Workload) -> Iterator[int]:
     """Indices to compare, most telling first: 0..31, each power of two with its neighbours up to
     the index limit, the last indices, then random ones (the same for a workload in any process)."""
@@ -59,15 +71,16 @@ def _python_partials(
 ) -> dict[int, list[tuple[int, object]]]:
     """Python's partial of each sampled single element [i, i + 1) (its value as the reduction
     takes it: truth for count, the int or float for the others), by seed, within ``budget_s``
-    of time; an index where Python raises is left out (every backend reports that error)."""
+    of time; where Python raises, the partial is that exception (the compiled side must fail
+    there too: Numba wraps an int past 64 bits, or reads past an array, where Python raises)."""
     values: dict[int, list[tuple[int, object]]] = {seed: [] for seed in _SEEDS}
     deadline = time.perf_counter() + budget_s
     for k, i in enumerate(sample(workload)):
         seed = _SEEDS[k % len(_SEEDS)] if k >= 32 else 0
         try:
             values[seed].append((i, workload.run_range(i, i + 1, seed)))
-        except Exception:  # noqa: BLE001 - Python's own error is reported where it is met
-            pass
+        except Exception as exc:  # noqa: BLE001 - compared below: compiled must not give a value
+            values[seed].append((i, _Raised(exc)))
         if (time.perf_counter() > deadline and k >= 8) or k + 1 >= most:
             break
     return values
@@ -86,7 +99,20 @@ def disagreement(
     on the sample (at most ``most`` indices), in words, or None. Partials compare exactly (a
     float's bits: NaN equals NaN, -0.0 differs from +0.0 where the reduction tells them apart).
     A compiled value that cannot be had (an error) is a disagreement too."""
-    for seed, pairs in _python_partials(workload, budget_s, most).items():
+    for seed, every in _python_partials(workload, budget_s, most).items():
+        for i, raised in every:
+            if isinstance(raised, _Raised):
+                try:
+                    value = compiled([i], seed)[0]
+                except Exception:  # noqa: BLE001 - both fail there: they agree
+                    continue
+                return (
+                    f"its compiled code gives a value where Python raises, at i = {i}, seed = "
+                    f"{seed}: {workload.name}(i, seed) is {_words(workload, value)} compiled, "
+                    f"Python raises {raised.error} (Numba's integers wrap at 64 bits where "
+                    "Python's grow); run it on a Python backend (python, threads, processes)"
+                )
+        pairs = [(i, partial) for i, partial in every if not isinstance(partial, _Raised)]
         if not pairs:
             continue
         indices = [i for i, _ in pairs]

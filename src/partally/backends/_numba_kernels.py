@@ -155,7 +155,7 @@ def int_sum(lo, hi, seed, chunks):
         w2 = np.int64(0)
         a = bounds[c]
         while a < bounds[c + 1]:
-            b = min(bounds[c + 1], a + INT_BLOCK)
+            b = a + min(INT_BLOCK, bounds[c + 1] - a)  # no a + INT_BLOCK: it wraps near 2**63
             low = np.int64(0)
             high = np.int64(0)
             for i in range(a, b):

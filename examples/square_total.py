@@ -10,7 +10,7 @@ Over [0, 10**7) it is (n - 1) n (2n - 1) / 6 = 333333283333335000000, past 2**63
 import partally
 
 
-@partally.workload(reduce="sum", returns=int)
+@partally.workload(reduce="sum", returns=int, limit=3 * 10**9)  # i*i fits int64 below that
 def square(i, seed):
     """i squared"""
     return i * i

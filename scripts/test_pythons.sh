@@ -18,9 +18,12 @@ tests=(tests/test_backends.py tests/test_workloads.py tests/test_user_workloads.
        tests/test_cli.py tests/test_reliability.py tests/test_reliability_auto.py
        tests/test_cudasim_process.py)
 
-find_python() {  # python3.X on PATH, else pyenv's newest 3.X
+find_python() {  # python3.X on PATH that runs (a pyenv shim may not), else pyenv's newest 3.X
     local v="$1" exe
     exe="$(command -v "python$v" || true)"
+    if [ -n "$exe" ] && ! "$exe" -c "import sys" >/dev/null 2>&1; then
+        exe=""
+    fi
     if [ -z "$exe" ]; then
         exe="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python 2>/dev/null | sort -V | tail -1 || true)"
     fi

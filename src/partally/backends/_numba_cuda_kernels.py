@@ -22,6 +22,7 @@ contracts, so only a real GPU can show this (``scripts/device_check.sh``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 from collections.abc import Callable, Iterable, Iterator
 
@@ -262,55 +263,52 @@ def _float_sum(element: Callable, index_type: type) -> Callable:
     return float_sum
 
 
-def _int_extreme(element: Callable, index_type: type) -> Callable:
+@cuda.jit(device=True)
+def _int_order(x):  # pragma: no cover - compiled
+    return x
+
+
+@cuda.jit(device=True)
+def _float_order(x):  # pragma: no cover - compiled
+    # IEEE totalOrder as an int64 (-0.0 < +0.0): the bits, the magnitude reversed when negative
+    bits = f64_bits(x)
+    return bits ^ ((bits >> 63) & MAGNITUDE)
+
+
+def _extreme(element: Callable, index_type: type, convert: Callable, order: Callable) -> Callable:
+    """The min/max kernel: the smallest ``order(convert(value)) ^ flip`` (flip 0: min; -1: max,
+    as ~key reverses the order) with its first index, and the first NaN index apart (never for
+    ints: ``x != x`` is false)."""
+
     @cuda.jit(cache=_CACHE)
-    def int_extreme(lo, hi, seed, flip, out):  # pragma: no cover - compiled
-        i = lo + index_type(cuda.grid(1))
-        stride = index_type(cuda.gridsize(1))
-        best = np.int64(0)
-        at = np.int64(-1)
-        while i < hi:
-            key = as_int64(element(i, seed)) ^ flip
-            if at < 0 or key < best:
-                best = key
-                at = np.int64(i)
-            i += stride
-        _block_extreme(best, at, np.int64(-1), out)
-
-    return int_extreme
-
-
-def _float_extreme(element: Callable, index_type: type) -> Callable:
-    @cuda.jit(cache=_CACHE)
-    def float_extreme(lo, hi, seed, flip, out):  # pragma: no cover - compiled
+    def extreme(lo, hi, seed, flip, out):  # pragma: no cover - compiled
         i = lo + index_type(cuda.grid(1))
         stride = index_type(cuda.gridsize(1))
         best = np.int64(0)
         at = np.int64(-1)
         nan_at = np.int64(-1)
         while i < hi:
-            x = as_float64(element(i, seed))
+            x = convert(element(i, seed))
             if x != x:
                 if nan_at < 0:
                     nan_at = np.int64(i)
             else:
-                bits = f64_bits(x)
-                key = (bits ^ ((bits >> 63) & MAGNITUDE)) ^ flip
+                key = order(x) ^ flip
                 if at < 0 or key < best:
                     best = key
                     at = np.int64(i)
             i += stride
         _block_extreme(best, at, nan_at, out)
 
-    return float_extreme
+    return extreme
 
 
 _MAKERS = {
     "count": _count,
     "int_sum": _int_sum,
     "float_sum": _float_sum,
-    "int_extreme": _int_extreme,
-    "float_extreme": _float_extreme,
+    "int_extreme": functools.partial(_extreme, convert=as_int64, order=_int_order),
+    "float_extreme": functools.partial(_extreme, convert=as_float64, order=_float_order),
 }
 
 

@@ -1,9 +1,10 @@
 """Check backend="auto": at every size, auto's median time within RATIO of the fastest backend's.
 
-    flock /tmp/partally-bench.lock python scripts/check_auto.py [--workloads pi primes count]
-        [--sizes 2-9] [--ratio 1.10] [--python-limit 2] [--limit 20] [--seed 0]
+    flock /tmp/partally-bench.lock python scripts/check_auto.py [--workloads pi primes count
+        examples.collatz:long_collatz ...] [--sizes 2-9] [--ratio 1.10] [--python-limit 2] [--limit 20] [--seed 0]
 
-For each workload and n = 10**2 ... 10**9, every available backend and ``partally.compute(n)``
+For each workload (a built-in's name or an importable ``module:function``; by default the three
+built-ins and the three counting examples) and n = 10**2 ... 10**9, every available backend and ``partally.compute(n)``
 (auto) are measured the same way: one untimed call each first (JIT loaded, pool started, auto's
 calibration done; the counts must agree), then ROUNDS rounds; in each round every one of them takes
 one sample, in an order shuffled afresh (so no backend always runs after Numba, whose OpenMP
@@ -32,11 +33,16 @@ from collections.abc import Callable
 
 import partally
 from partally._format import seconds, size
+from partally.backends import get as get_backend
+from partally.cli.args import workload_argument
 
 PYTHON_LOOPS = ("python", "threads", "processes")
 RATIO = 1.10
 MIN_SAMPLE_S = 0.002
 AUTO = "auto"
+BUILT_INS = ("pi", "primes", "count")
+EXAMPLES = ("examples.collatz:long_collatz", "examples.hashed:rare_hash",
+            "examples.digit_table:prime_digit_sum")
 
 
 def _sizes(text: str) -> list[int]:
@@ -85,24 +91,35 @@ def measure(n: int, runs: dict[str, Callable[[], int]], draw: random.Random) -> 
     return samples
 
 
-def check(workload: str, sizes: list[int], names: list[str], args: argparse.Namespace) -> bool:
-    print(f"\n{workload}: ", partally.explain(10**6, workload).reason, file=sys.stderr)
+def check(text: str, sizes: list[int], names: list[str], args: argparse.Namespace) -> bool:
+    workload = workload_argument(text)
+    print(f"\n{text}: ", partally.explain(10**6, workload).reason, file=sys.stderr)
     header = ["n", *names, "auto", "auto picked", "fastest", "auto / fastest (median, p90)", ""]
-    print(f"\n### {workload} (each cell: median / 90th percentile)\n")
+    print(f"\n### {text} (each cell: median / 90th percentile)\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     draw = random.Random(args.seed)
     last: dict[str, float] = {}
     dropped: set[str] = set()
     left_out: list[str] = []
+    for name in names:
+        reason = get_backend(name).supports(workload)
+        if reason is not None:
+            dropped.add(name)
+            left_out.append(f"{name} (cannot run it: {reason})")
     ok = True
     for n in sizes:
+        if n > workload.limit:
+            left_out.append(f"every backend at {size(n)} (past the workload's limit)")
+            continue
         runs: dict[str, Callable[[], int]] = {}
         for name in names:
             limit = args.python_limit if name in PYTHON_LOOPS else args.limit
-            if name in dropped or last.get(name, 0.0) * 10 > limit:
+            if name in dropped:
+                continue
+            if last.get(name, 0.0) * 10 > limit:
                 dropped.add(name)
-                left_out.append(f"{name} at {size(n)}")
+                left_out.append(f"{name} from {size(n)} on")
                 continue
             runs[name] = lambda name=name: partally.compute(n, backend=name, workload=workload)
         runs[AUTO] = lambda: partally.compute(n, workload=workload)
@@ -123,13 +140,13 @@ def check(workload: str, sizes: list[int], names: list[str], args: argparse.Name
                  f"{ratio:.2f}, {tail_ratio:.2f}", "ok" if good else "**FAIL**"]
         print("| " + " | ".join(cells) + " |", flush=True)
     if left_out:
-        print(f"\nleft out (one call predicted over the limit): {', '.join(left_out)}")
+        print(f"\nleft out (one call predicted over the limit, or refused): {'; '.join(left_out)}")
     return ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", nargs="+", default=["pi", "primes", "count"])
+    parser.add_argument("--workloads", nargs="+", default=[*BUILT_INS, *EXAMPLES])
     parser.add_argument("--sizes", type=_sizes, default=_sizes("2-9"), help="exponents, e.g. 2-9")
     parser.add_argument("--ratio", type=float, default=RATIO, help="auto's median / the fastest's")
     parser.add_argument("--python-limit", type=float, default=2.0)

@@ -11,7 +11,9 @@ import argparse
 import functools
 import io
 import json
+import importlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +23,8 @@ import pytest
 import partally
 from partally import _timing
 from partally._settings import Settings
-from partally.auto import calibration, dispatcher, use_dispatcher
+from partally._machine import cores
+from partally.auto import calibration, dispatcher, race, use_dispatcher
 from partally.auto.cache import CalibrationCache, machine_key
 from partally.auto.calibration import Calibration, calibrate, candidates
 from partally.auto.dispatcher import FIXED_ORDER, Dispatcher
@@ -36,6 +39,7 @@ from reference import count_range
 
 COUNT, PRIMES, PI = BUILTINS["count"], BUILTINS["primes"], BUILTINS["pi"]
 KEY = machine_key()
+dispatcher_module = importlib.import_module("partally.auto.dispatcher")  # `dispatcher` is a function
 
 
 def never(*args, **kwargs):
@@ -440,6 +444,88 @@ def test_a_near_tie_goes_to_the_least_overhead(calibrations):
     assert "within 10%" in explanation.reason
     models["native"] = linear(1e-5, 0.8e9)
     assert partally.explain(10**9, "pi").backend == "numba"
+
+
+def test_auto_races_near_tied_backends_and_keeps_the_fastest(calibrations):
+    """Fault 8 (issue 18): where the models were wrong near a crossover (here: python predicted
+    as fast as native at n = 101, where it is ~40x slower), auto kept the wrong choice forever.
+    Now its own calls at that n are shared in turn and timed, and the fastest by median stays;
+    each answer is exact, and once settled a call is a lookup again (nothing timed)."""
+    chooser = dispatcher()
+    chooser.calibration(PI).models["numba"] = linear(1e-3, 1e9)  # far off: not raced
+    assert chooser.choose(PI, 101) == "python"  # the models' choice
+    ran = []
+    for _ in range(2):
+        name, timed = chooser.dispatch(PI, 101)
+        ran.append(name)
+        assert partally.compute(101, backend=name, workload="pi") == count_range("pi", 0, 101)
+        timed(1e-3 if name == "python" else 2e-5)  # as measured: python the slower
+    assert ran == ["python", "native"]  # in turn, the models' choice first
+    samples = race.Race.among(("a",), 2e-5).samples
+    for _ in range(2 * samples):
+        name, timed = chooser.dispatch(PI, 101)
+        ran.append(name)
+        if timed is not None:
+            timed(1e-3 if name == "python" else 2e-5)
+    assert ran.count("python") == samples  # the same number of timings each, then native
+    assert chooser.dispatch(PI, 101) == ("native", None)
+    assert chooser.choose(PI, 101) == "native"
+    explanation = partally.explain(101, "pi")
+    assert explanation.backend == "native"
+    assert "raced in turn" in explanation.reason and "python 1 ms" in explanation.reason
+
+
+def test_auto_settles_on_the_fastest_by_its_real_calls(calibrations):
+    """The same through ``compute`` with real backends: native is ~40x faster than the Python
+    loop at n = 101 however busy the machine, so the race must end on native."""
+    chooser = dispatcher()
+    chooser.calibration(PI).models["numba"] = linear(1e-3, 1e9)
+    for _ in range(60):
+        assert partally.compute(101, workload="pi") == count_range("pi", 0, 101)
+    assert chooser.choose(PI, 101) == "native"
+
+
+def test_a_race_is_only_among_near_ties_and_never_for_long_calls():
+    assert race.contenders({"a": 1e-3, "b": 1.9e-3, "c": 2.1e-3}, "a") == ("a", "b")
+    assert race.contenders({"b": 1.9e-3, "a": 1e-3, "c": 1.5e-3}, "b") == ("b", "a", "c")
+    assert race.contenders({"a": 2.0, "b": 2.1}, "a") == ("a",)  # calls over MAX_S: no race
+
+
+def test_a_race_keeps_the_models_choice_within_noise():
+    close = race.Race.among(("a", "b"), 1e-3)
+    for _ in range(close.samples):
+        close.add(close.next(), 1.0)
+        close.add(close.next(), 0.97)  # b 3% faster: noise, a stays
+    assert close.done and close.winner() == "a"
+    clear = race.Race.among(("a", "b"), 1.0)
+    assert clear.samples < close.samples  # long calls are less noisy: fewer timings
+    for _ in range(clear.samples):
+        clear.add("a", 1.0)
+        clear.add("b", 0.5)
+        clear.add("b", 9.0)  # a timing past the samples wanted is not kept
+    assert clear.winner() == "b" and clear.medians() == {"b": 0.5, "a": 1.0}
+
+
+def test_concurrent_calls_during_a_race_are_exact(calibrations):
+    chooser = dispatcher()
+    chooser.calibration(PI).models["numba"] = linear(1e-3, 1e9)
+    expected = count_range("pi", 0, 101)
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: partally.compute(101, workload="pi"), range(80)))
+    assert counts == [expected] * 80
+    assert chooser.choose(PI, 101) == "native"
+
+
+def test_a_calibration_from_a_busy_machine_is_measured_again_once_quiet(monkeypatch, calibrations):
+    busy = Calibration({"python": linear(1e-6, 1e7), "native": linear(1e-5, 1e9)}, load=9.0 * cores())
+    CalibrationCache(calibrations.directory, key=KEY).save("pi", busy)
+    monkeypatch.setattr(dispatcher_module, "load_average", lambda: 8.0 * cores())
+    assert calibrations.start().calibration(PI) == busy  # still busy: the cached one stands
+    assert calibrations == []
+    monkeypatch.setattr(dispatcher_module, "load_average", lambda: 0.5)
+    assert calibrations.start().calibration(PI) != busy  # quiet now: measured again, cached
+    assert calibrations == ["pi"]
+    assert calibrations.start().calibration(PI).load == 0.0  # the fake's, not the busy one
 
 
 def test_explain(calibrations):

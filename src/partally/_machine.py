@@ -16,6 +16,14 @@ def cores() -> int:
 
 
 @functools.cache
+def load_average() -> float:
+    """The 1-minute load average (runnable processes), 0.0 where the OS does not report one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def cpu_model() -> str:
     model = platform.processor() or platform.machine()
     try:

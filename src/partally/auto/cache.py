@@ -120,6 +120,7 @@ def parse(entry: object) -> Calibration | None:
             math.isfinite(t) and t >= 0 for m in models.values() for t in (*m.seconds, m.startup)
         ):
             return None
-        return Calibration(models, skipped, int(entry["workers"]), float(entry["elapsed_s"]))
+        load = float(entry.get("load", 0.0))
+        return Calibration(models, skipped, int(entry["workers"]), float(entry["elapsed_s"]), load)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None

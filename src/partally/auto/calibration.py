@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from partally import _timing
-from partally._machine import cores
+from partally._machine import cores, load_average
 from partally.auto.models import Model, fastest, fit
 from partally.backends import Backend
 from partally.backends import get as get_backend
@@ -61,6 +61,7 @@ class Calibration:
     skipped: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # the workers the backends were timed with (every core)
     elapsed_s: float = 0.0  # how long the calibration took
+    load: float = 0.0  # the 1-minute load average when it started
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -71,6 +72,7 @@ class Calibration:
             "skipped": dict(self.skipped),
             "workers": self.workers,
             "elapsed_s": self.elapsed_s,
+            "load": self.load,
         }
 
 
@@ -246,6 +248,7 @@ def calibrate(
     """
     budget = workload.calibration_s if budget is None else budget
     workers = workers or cores()
+    load = load_average()
     startups = {} if startups is None else startups
     if backends is not None:
         names, skipped = list(backends), {}
@@ -278,4 +281,4 @@ def calibrate(
             if name == "python":
                 raise
             skipped[name] = f"failed during calibration: {exc}"
-    return Calibration(models, skipped, workers, clock() - began)
+    return Calibration(models, skipped, workers, clock() - began, load)

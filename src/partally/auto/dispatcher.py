@@ -11,15 +11,21 @@ The rules, first match wins:
    cached per machine) pick the least predicted time, counting the one-time start (JIT, pool) of a
    backend that has not started in this process yet; predictions within 10% of the least are a
    tie, won by the backend with the least per-call overhead (see ``models.pick``).
+5. Where other started backends are predicted within 2x of that choice, the next calls at this n
+   are shared among them in turn and timed (``race``); from then on the fastest by median runs.
 
 The environment is read once per dispatcher, on its first ``auto`` call. The models are fitted with
 every core as workers; ``workers`` does not change the choice. A decision that cannot change as
 backends start up is remembered per (workload, n), so a repeated call costs one lookup.
+
+A calibration measured while the machine was busy (a load average of at least the core count) is
+measured again once it is quiet (under half that load): once per process and workload.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import weakref
@@ -28,11 +34,13 @@ from dataclasses import dataclass, field
 
 from partally import _format
 from partally._errors import BackendUnavailable
+from partally._machine import cores, load_average
 from partally._settings import Settings
 from partally.auto import calibration as _calibration
 from partally.auto.cache import CalibrationCache
 from partally.auto.calibration import Calibration
 from partally.auto.models import TIE, TINY, Model, pick
+from partally.auto.race import Race, contenders
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
 from partally.workloads import Workload
@@ -89,6 +97,14 @@ def _unconfigured(name: str) -> bool:
     return backend.remote and not backend.configured()
 
 
+def _stale(found: Calibration) -> bool:
+    """Whether a cached calibration must be measured again: a cluster is configured now that it
+    was measured without, or it was measured on a busy machine that is quiet now."""
+    if _calibration.newly_configured(found):
+        return True
+    return found.load >= cores() and load_average() < found.load / 2
+
+
 def _call_if_alive(method: weakref.WeakMethod) -> None:
     bound = method()
     if bound is not None:
@@ -117,6 +133,8 @@ class Dispatcher:
         self._sent: set[str] = set()  # backends this dispatcher has chosen (about to start)
         self._startups: dict[str, float] = {}  # one-time starts measured in this process
         self._memo: dict[tuple[str, int], str] = {}
+        self._races: dict[tuple[str, int], Race] = {}  # in progress
+        self._raced: dict[tuple[str, int], dict[str, float]] = {}  # finished: median seconds
         if hasattr(os, "register_at_fork"):  # a forked child asks the backends again
             forget = weakref.WeakMethod(self._forget_backends)
             os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
@@ -125,7 +143,12 @@ class Dispatcher:
         self._lock = threading.RLock()
         self._available.clear()
         self._sent.clear()
+        self._forget_choices()
+
+    def _forget_choices(self) -> None:
         self._memo.clear()
+        self._races.clear()
+        self._raced.clear()
 
     @property
     def cache(self) -> CalibrationCache:
@@ -167,8 +190,8 @@ class Dispatcher:
             if found is not None:
                 return found
             found = self.cache.load(workload.key)
-            if found is not None and _calibration.newly_configured(found):
-                found = None  # calibrated without a cluster that is configured now
+            if found is not None and measure and _stale(found):
+                found = None
             if found is None:
                 if not measure:
                     return None
@@ -187,7 +210,7 @@ class Dispatcher:
             found = self._measure(workload)
             problem = self.cache.save(workload.key, found)
             self._calibrations[workload.key] = found
-            self._memo.clear()
+            self._forget_choices()
             return found, problem
 
     def _decide(self, workload: Workload, n: int) -> tuple[Explanation, bool]:
@@ -264,21 +287,86 @@ class Dispatcher:
             ]
         return pick({name: predicted[name] for name in ranked}, models)
 
+    def dispatch(self, workload: Workload, n: int) -> tuple[str, Callable[[float], None] | None]:
+        """The backend ``compute(n, backend="auto", workload=workload)`` runs on now, and, while
+        that n is raced, the function to call with the run's seconds (else None)."""
+        key = (workload.key, n)
+        found = self._memo.get(key)
+        if found is not None:
+            return found, None
+        with self._lock:
+            race = self._races.get(key)
+            if race is None:
+                explanation, final, names = self._decide_race(workload, n)
+                if len(names) == 1:
+                    self._sent.add(explanation.backend)  # compute runs it next
+                    if final:
+                        self._remember(key, explanation.backend)
+                    return explanation.backend, None
+                if len(self._races) >= _MEMO_MAX:
+                    self._races.clear()
+                race = self._races[key] = Race.among(names, explanation.predicted[names[0]])
+            name = race.next()
+            self._sent.add(name)
+            return name, functools.partial(self._timed, key, name)
+
+    def _decide_race(self, workload: Workload, n: int) -> tuple[Explanation, bool, tuple[str, ...]]:
+        """The models' choice, whether it is final, and the backends to race at n (the choice
+        first; only the choice where there is nothing to race)."""
+        explanation, final = self._decide(workload, n)
+        if not final or not explanation.predicted:
+            return explanation, final, (explanation.backend,)
+        ready = {  # started (a race never pays a one-time start) and able to run it
+            name: t
+            for name, t in explanation.predicted.items()
+            if name == explanation.backend
+            or (name not in explanation.not_started and self.unavailable(name, workload) is None)
+        }
+        return explanation, final, contenders(ready, explanation.backend)
+
+    def _timed(self, key: tuple[str, int], name: str, seconds: float) -> None:
+        """A raced call of ``name`` at ``key`` took ``seconds``; the last one settles the race."""
+        with self._lock:
+            race = self._races.get(key)
+            if race is None:
+                return
+            race.add(name, seconds)
+            if race.done:
+                del self._races[key]
+                self._raced[key] = race.medians()
+                self._remember(key, race.winner())
+
+    def _remember(self, key: tuple[str, int], name: str) -> None:
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+            self._raced.clear()
+        self._memo[key] = name
+
     def choose(self, workload: Workload, n: int) -> str:
-        """The backend ``compute(n, backend="auto", workload=workload)`` runs on."""
-        found = self._memo.get((workload.key, n))
+        """The backend ``auto`` settles on at n: a finished race's winner, else the models'
+        choice (asking never takes a turn in a race)."""
+        key = (workload.key, n)
+        found = self._memo.get(key)
         if found is not None:
             return found
         with self._lock:
-            explanation, final = self._decide(workload, n)
-            self._sent.add(explanation.backend)  # compute runs it next
-            if final:
-                if len(self._memo) >= _MEMO_MAX:
-                    self._memo.clear()
-                self._memo[workload.key, n] = explanation.backend
+            race = self._races.get(key)
+            if race is not None:
+                return race.contenders[0]
+            explanation, final, names = self._decide_race(workload, n)
+            self._sent.add(explanation.backend)
+            if final and len(names) == 1:
+                self._remember(key, explanation.backend)
         return explanation.backend
 
     def explain(self, workload: Workload, n: int) -> Explanation:
         """Which backend ``auto`` would choose, and why (may calibrate, never runs the work)."""
         with self._lock:
-            return dataclasses.replace(self._decide(workload, n)[0], values=values(workload))
+            explanation = self._decide(workload, n)[0]
+            raced = self._raced.get((workload.key, n))
+            if raced is not None and self._memo.get((workload.key, n)) is not None:
+                winner = self._memo[workload.key, n]
+                times = ", ".join(f"{name} {_format.seconds(t)}" for name, t in raced.items())
+                why = f"the fastest of auto's own calls at this n, raced in turn (medians: {times})"
+                explanation = dataclasses.replace(explanation, backend=winner, reason=why)
+            return dataclasses.replace(explanation, values=values(workload))

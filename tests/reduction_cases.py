@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import partally
 from partally.backends import get as get_backend
-from test_reductions_exact import extreme, float_mean, float_sum, identical
+from exact_reference import extreme, float_mean, float_sum, same
 
 
 def _ints(i, seed):
@@ -34,7 +34,7 @@ CASES = [("sum", _ints, 0), ("mean", _ints, 0), ("min", _ints, 0), ("max", _ints
 
 
 def _exact(reduce, function, n, seed):
-    """The reduction by the exact references of test_reductions_exact (Fractions, total order)."""
+    """The reduction by exact_reference (Fractions, total order), which imports no partally."""
     values = [function(i, seed) for i in range(n)]
     if function is _ints:
         if reduce == "sum":
@@ -43,7 +43,7 @@ def _exact(reduce, function, n, seed):
             return float(Fraction(sum(values), n))
     elif reduce in ("sum", "mean"):
         return (float_sum if reduce == "sum" else float_mean)(values)
-    return extreme(values, lowest=reduce == "min")
+    return extreme(values, 0, reduce)
 
 
 def compiled_here(workload) -> None:
@@ -54,7 +54,8 @@ def compiled_here(workload) -> None:
 
 
 def check_every_reduction(backend: str, n: int = 3 * 10**5) -> None:
-    """Every case on ``backend``, in chunks of at least 10**4, equal to the exact result.
+    """Every case on ``backend``, in chunks of at least 10**4, equal to the exact result, with
+    progress told up to the whole range.
 
     Numba's kernel for each case is compiled here first: a worker's first chunk would otherwise
     compile for seconds (past the tests' 5 s visibility timeout on a busy machine: delivered again,
@@ -62,7 +63,10 @@ def check_every_reduction(backend: str, n: int = 3 * 10**5) -> None:
     for reduce, function, seed in CASES:
         workload = dataclasses.replace(partally.workload(function, reduce=reduce), task_min=10**4)
         compiled_here(workload)
-        got = partally.compute(n, backend=backend, workload=workload, seed=seed)
+        told = []
+        got = partally.compute(n, backend=backend, workload=workload, seed=seed,
+                               progress=lambda done, total: told.append((done, total)))
         expected = _exact(reduce, function, n, seed)
-        assert identical(tuple(got) if reduce in ("min", "max") else got, expected), (reduce, seed)
+        assert same(tuple(got) if reduce in ("min", "max") else got, expected), (reduce, seed)
+        assert told[-1] == (n, n), (reduce, seed)
     assert _exact("sum", _ints, n, 0) > 2**64  # summed exactly past 64 bits

@@ -7,7 +7,6 @@ the cluster is left.
 """
 
 import dataclasses
-import json
 import os
 import signal
 import socket
@@ -17,13 +16,13 @@ import threading
 import time
 
 import pytest
-from helpers import interrupt, run_python
+from helpers import check_every_workload, interrupt, run_python
 
 import partally
 from celery_cluster import CeleryCluster, cpu_ticks, missing
 from partally.backends import get as get_backend
-from reduction_cases import check_every_reduction, compiled_here
-from reference import PI_3E9_SEED_3, count_range, loop_count
+from reduction_cases import check_every_reduction
+from reference import PI_3E9_SEED_3
 
 pytestmark = pytest.mark.celery
 
@@ -72,32 +71,7 @@ def driver(two_workers, monkeypatch):
 
 @pytest.mark.timeout(180)
 def test_every_workload_is_exact(two_workers):
-    """Built-ins against known values and the definition (many short chunks), and a user
-    workload defined in the driver's __main__ (sent by value)."""
-    known = [("count", 10**7, 10**7), ("primes", 10**6, 78498), ("primes", 10**7, 664579),
-             ("pi", 10**5, 78607), ("pi", 10**6, 785806)]
-    ranges = [(w, lo, hi, seed) for w in ("count", "primes", "pi")
-              for lo, hi, seed in [(7, 3001, 12345), (2**32 - 2500, 2**32, 2**64 - 1)]]
-    code = (
-        "import dataclasses, json, sys, partally\n"
-        "from partally.backends import get\n"
-        "from partally.workloads import resolve\n"
-        "celery = get('celery')\n"
-        "known, ranges = json.loads(sys.argv[1])\n"
-        "out = [partally.compute(n, backend='celery', workload=w) for w, n, _ in known]\n"
-        "short = lambda w: dataclasses.replace(resolve(w), task_min=7)  # 8 chunks, short ranges\n"
-        "out += [celery.count(short(w), lo, hi, workers=2, seed=s) for w, lo, hi, s in ranges]\n"
-        "def hits(i, seed):\n"
-        "    return (i ^ seed) % 13 == 0\n"
-        "out.append(partally.compute(2 * 10**6, backend='celery', workload=hits, seed=9))\n"
-        "print(json.dumps(out))\n"
-    )
-    done = run_python(code, json.dumps([known, ranges]), timeout=150, env=two_workers.env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = [value for _, _, value in known] + [count_range(*case) for case in ranges]
-    expected.append(loop_count(lambda i, seed: (i ^ seed) % 13 == 0, 0, 2 * 10**6, 9))
-    assert counts == expected
+    check_every_workload("celery", two_workers.env(), timeout=150)
 
 
 @pytest.mark.timeout(180)
@@ -355,32 +329,3 @@ def test_unavailable_names_the_extra_and_import_partally_does_not_import_celery(
     assert imported == "False"
     assert 'pip install "partally[celery]"' in reason
 
-
-_SCALES = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3)
-
-
-def _payoff(i, seed):
-    """floats of mixed magnitudes and signs (products stay below 2**63: the same on numba)"""
-    return ((i * 2654435761 + seed) % 1000 - 500) * _SCALES[i % 7]
-
-
-@pytest.mark.timeout(180)
-def test_every_reduction_on_celery_equals_the_python_backend(driver):
-    """Partials travel through the broker as JSON and merge in completion order: the results
-    equal the pure-Python backend's bit for bit, and progress reaches the whole range."""
-    n = 200_000
-    for reduce in ("sum", "mean", "min", "max"):
-        workload = partally.workload(_payoff, reduce=reduce)
-        compiled_here(workload)  # no chunk compiles past the 5 s visibility timeout
-        got = partally.compute(n, "celery", workload, seed=3)
-        assert workload.reduction.same(got, partally.compute(n, "python", workload, seed=3)), reduce
-    big = partally.workload(lambda i, seed: 2**63 - 1 - i % 5, reduce="sum")
-    compiled_here(big)
-    assert partally.compute(10**5, "celery", big) == sum(2**63 - 1 - i % 5 for i in range(10**5))
-    nan = partally.workload(lambda i, seed: float("nan") if i in (70_001, 90_000) else 1.0, reduce="max")
-    compiled_here(nan)
-    value, index = partally.compute(10**5, "celery", nan)
-    assert value != value and index == 70_001
-    seen = []
-    partally.compute(n, "celery", _payoff, reduce="sum", progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (n, n)

@@ -314,34 +314,3 @@ def test_user_code_travels_by_value():
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip() == str(_sevens(3, 0))
 
-
-_SCALES = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3)
-
-
-def _payoff(i, seed):
-    """floats of mixed magnitudes and signs (products stay below 2**63: the same on numba)"""
-    return ((i * 2654435761 + seed) % 1000 - 500) * _SCALES[i % 7]
-
-
-@needs_ray
-def test_every_reduction_on_ray_equals_the_python_backend(local_ray):
-    """Partials travel back from Ray's workers and merge in completion order: the results equal
-    the pure-Python backend's bit for bit, and progress reaches the whole range."""
-    import struct
-
-    lo, hi = 10**6, 10**6 + 60_000
-    for reduce in ("sum", "mean", "min", "max"):
-        workload = partally.workload(_payoff, reduce=reduce)
-        got = workload.reduction.finish(backend.run(workload, lo, hi, workers=2, seed=3), hi - lo)
-        python = get_backend("python").run(workload, lo, hi, workers=1, seed=3)
-        assert workload.reduction.same(got, workload.reduction.finish(python, hi - lo)), reduce
-    big = partally.workload(lambda i, seed: 2**63 - 1 - i % 5, reduce="sum")
-    assert partally.compute(10**5, "ray", big, workers=2) == sum(2**63 - 1 - i % 5 for i in range(10**5))
-    nan = partally.workload(lambda i, seed: float("nan") if i in (70_001, 90_000) else 1.0, reduce="max")
-    value, index = partally.compute(10**5, "ray", nan, workers=2)
-    assert value != value and index == 70_001
-    seen = []
-    total = partally.compute(10**5, "ray", _payoff, reduce="sum", progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (10**5, 10**5) and struct.pack("<d", total) == struct.pack(
-        "<d", partally.compute(10**5, "python", _payoff, reduce="sum")
-    )

@@ -8,7 +8,6 @@ own. At the end, no process of any of these clusters is left.
 """
 
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -17,10 +16,10 @@ import sys
 import time
 
 import pytest
-from helpers import run_python, start_python
+from helpers import check_every_workload, start_python
 
 from ray_cluster import RAY_CLI, LocalCluster
-from reference import PI_3E9_SEED_3, count_range
+from reference import PI_3E9_SEED_3
 
 pytestmark = [
     pytest.mark.ray,
@@ -94,33 +93,7 @@ def _counted(stdout):
 
 @pytest.mark.timeout(120)
 def test_every_workload_is_exact_on_the_cluster(two_nodes):
-    """The built-ins against known values and the definition, and a user workload defined in the
-    driver's __main__ (sent by value) against a plain loop over it."""
-    known = [("count", 10**7, 10**7), ("primes", 10**6, 78498), ("primes", 10**7, 664579),
-             ("pi", 10**5, 78607), ("pi", 10**6, 785806)]
-    ranges = [(w, lo, hi, seed) for w in ("count", "primes", "pi")
-              for lo, hi, seed in [(7, 3001, 12345), (2**32 - 2500, 2**32, 2**64 - 1)]]
-    code = (
-        "import dataclasses, json, sys, partally\n"
-        "from partally.backends import get\n"
-        "from partally.workloads import resolve\n"
-        "ray = get('ray')\n"
-        "known, ranges = json.loads(sys.argv[1])\n"
-        "out = [partally.compute(n, backend='ray', workload=w) for w, n, _ in known]\n"
-        "short = lambda w: dataclasses.replace(resolve(w), task_min=7)  # many tasks, short ranges\n"
-        "out += [ray.count(short(w), lo, hi, workers=2, seed=seed) for w, lo, hi, seed in ranges]\n"
-        "def hits(i, seed):\n"
-        "    return (i ^ seed) % 13 == 0\n"
-        "mine = partally.workload(hits)\n"
-        "out.append(partally.compute(2 * 10**6, backend='ray', workload=mine, seed=9)"
-        " - sum(1 for i in range(2 * 10**6) if hits(i, 9)))  # minus a plain loop\n"
-        "print(json.dumps(out))\n"
-    )
-    done = run_python(code, json.dumps([known, ranges]), timeout=90, env=two_nodes.driver_env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = [value for _, _, value in known] + [count_range(*case) for case in ranges]
-    assert counts == [*expected, 0]  # the user workload: ray's count minus the plain loop's
+    check_every_workload("ray", two_nodes.driver_env(), timeout=90)
 
 
 @pytest.mark.timeout(120)

@@ -4,11 +4,12 @@
         examples.collatz:long_collatz ...] [--sizes 2-9] [--ratio 1.10] [--python-limit 2] [--limit 20] [--seed 0]
 
 For each workload (a built-in's name or an importable ``module:function``; by default the three
-built-ins and the three counting examples) and n = 10**2 ... 10**9, every available backend and ``partally.compute(n)``
-(auto) are measured the same way: one untimed call each first (JIT loaded, pool started, auto's
-calibration done; the counts must agree), then ROUNDS rounds; in each round every one of them takes
-one sample, in an order shuffled afresh (so no backend always runs after Numba, whose OpenMP
-threads spin on after its call, and a busy spell of this shared machine lands on any of them
+built-ins and the three counting examples) and n = 10**2 ... 10**9, every available backend and
+``partally.compute(n)`` (auto) are measured the same way: one untimed call each first (JIT loaded, pool started, auto's
+calibration done; the counts must agree), and auto called until its race among near-tied backends
+at that n is over (its own warm-up: ``partally.auto.race``), then ROUNDS rounds; in each round
+every one of them takes one sample, in an order shuffled afresh (so no backend always runs after
+Numba, whose OpenMP threads spin on after its call, and a busy spell of this shared machine lands on any of them
 alike). A sample is one call, or k calls back to back when one call is shorter than
 ``MIN_SAMPLE_S`` (the same k for every backend at that size: the smallest call's); its time is per
 call. The number of rounds is the same for all at a size (more for short calls). Reported: the
@@ -33,6 +34,8 @@ from collections.abc import Callable
 
 import partally
 from partally._format import seconds, size
+from partally.auto import dispatcher
+from partally.workloads import Workload
 from partally.backends import get as get_backend
 from partally.cli.args import workload_argument
 
@@ -71,7 +74,9 @@ def _sample(run: Callable[[], int], calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def measure(n: int, runs: dict[str, Callable[[], int]], draw: random.Random) -> dict[str, list[float]]:
+def measure(
+    workload: Workload, n: int, runs: dict[str, Callable[[], int]], draw: random.Random
+) -> dict[str, list[float]]:
     """Samples (s per call) of every run, in rounds of a shuffled order; the counts must agree."""
     first: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -79,6 +84,11 @@ def measure(n: int, runs: dict[str, Callable[[], int]], draw: random.Random) -> 
         started = time.perf_counter()
         counts[name] = run()
         first[name] = time.perf_counter() - started
+    for _ in range(200):  # auto's own warm-up: its race among near-tied backends at this n
+        if not dispatcher().racing(workload, n):
+            break
+        if runs[AUTO]() != counts[AUTO]:
+            raise SystemExit(f"auto's counts disagree at n = {n}")
     if len(set(counts.values())) != 1:
         raise SystemExit(f"counts disagree at n = {n}: {counts}")
     calls = max(1, min(1000, int(MIN_SAMPLE_S / max(min(first.values()), 1e-7))))
@@ -123,7 +133,7 @@ def check(text: str, sizes: list[int], names: list[str], args: argparse.Namespac
                 continue
             runs[name] = lambda name=name: partally.compute(n, backend=name, workload=workload)
         runs[AUTO] = lambda: partally.compute(n, workload=workload)
-        samples = measure(n, runs, draw)
+        samples = measure(workload, n, runs, draw)
         picked = partally.explain(n, workload).backend
         medians = {name: statistics.median(s) for name, s in samples.items()}
         tails = {name: p90(s) for name, s in samples.items()}

@@ -21,6 +21,7 @@ from partally.bench import report as bench_report
 from partally.bench import run as bench_run
 from partally.bench.run import Bench, Measurement
 from partally.cli import main
+from partally.workloads import BUILTINS
 
 PREFIX = "partally bench: error:"
 from partally.cli import bench as bench_cli_module
@@ -190,6 +191,25 @@ def test_quick_run_writes_json_with_every_result_verified(bench_cli, dispatcher,
     assert "every result matched its reference" in out
     for workload in ("count", "primes", "pi"):
         assert workload in out
+
+
+def test_auto_is_timed_after_its_race(bench_cli, dispatcher, tmp_path):
+    """Near-tied models (python and threads within 2x at 1e3): auto's first calls there are its
+    race; the bench calls it until the race is over, so its samples time one backend, checked."""
+    from partally.auto import dispatcher as current
+
+    current().calibration(BUILTINS["count"]).models["threads"] = _linear(1e-6, 1.2e6)
+    path = tmp_path / "bench.json"
+    status, out, err = bench_cli(
+        "--quick", "--workload", "count", "--sizes", "1e3", "--backends", FAST + ",auto",
+        "--json", str(path),
+    )
+    assert status == 0, err
+    assert not current().racing(BUILTINS["count"], 1000)
+    assert "raced in turn" in current().explain(BUILTINS["count"], 1000).reason
+    (auto,) = [r for r in json.loads(path.read_text())["measurements"] if r["backend"] == "auto"]
+    assert auto["status"] == "ok" and auto["result"] == 1000
+    assert auto["chose"] == current().choose(BUILTINS["count"], 1000) in ("python", "threads")
 
 
 class Miscounting(Backend):

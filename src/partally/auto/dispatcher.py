@@ -342,6 +342,11 @@ class Dispatcher:
             self._raced.clear()
         self._memo[key] = name
 
+    def racing(self, workload: Workload, n: int) -> bool:
+        """Whether auto's calls at n are still shared among contenders (its own warm-up: a bench
+        calls it until this is False before timing its steady state)."""
+        return (workload.key, n) in self._races
+
     def choose(self, workload: Workload, n: int) -> str:
         """The backend ``auto`` settles on at n: a finished race's winner, else the models'
         choice (asking never takes a turn in a race)."""

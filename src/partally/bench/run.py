@@ -1,7 +1,8 @@
 """``partally bench``: time every backend on every workload and size, verifying every result.
 
 For each workload, size n (ascending) and backend: a small warm-up call (Numba's JIT or its disk
-cache, the process pool, a CUDA context, the dispatcher's calibration), then ``repeat`` samples
+cache, the process pool, a CUDA context, the dispatcher's calibration; for auto, its race at that
+n: see ``partally.auto.race``), then ``repeat`` samples
 through ``_timing.measure``. A sample is one call, or several back to back when one call is shorter
 than ``MIN_SAMPLE_S`` (timer resolution); times are per call. The median and the spread are kept.
 
@@ -42,6 +43,7 @@ from partally.workloads import Workload
 
 SEED = 0
 AUTO = "auto"
+SETTLE_CALLS = 200  # auto's race at one n takes at most 25 calls of each of a few contenders
 
 CHECKERS = ("native", "numba")  # run untimed to cross-check large sizes when not benchmarked
 
@@ -203,6 +205,18 @@ def _auto_choice(workload: Workload, n: int) -> str | None:
         return dispatcher().choose(workload, n)
     except Exception:  # the label is only informative
         return None
+
+
+def _settle(workload: Workload, n: int, call: Callable[[int], Any], results: list[Any]) -> None:
+    """Call auto at n (results kept for the check) until its race there is over (at most
+    ``SETTLE_CALLS`` calls), so that its samples time the backend it settled on."""
+    from partally.auto import dispatcher
+
+    results.append(call(n))  # starts the race, if there is one
+    for _ in range(SETTLE_CALLS):
+        if not dispatcher().racing(workload, n):
+            return
+        results.append(call(n))
 
 
 class _References:
@@ -476,6 +490,8 @@ def _measure(
     calls = int(min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(MIN_SAMPLE_S / max(estimate, 1e-7)))))
     if estimate < 0.05:  # one more untimed call at this very size: first-touch costs
         results.append(call(n))
+    if name == AUTO:  # auto's own warm-up: the race among near-tied backends at this n
+        _settle(workload, n, call, results)
 
     def sample() -> None:
         for _ in range(calls):

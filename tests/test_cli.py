@@ -1,6 +1,7 @@
 """The command line's compute and info commands, and its size parser."""
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -87,3 +88,31 @@ def test_version(capsys):
         main(["--version"])
     assert exit.value.code == 0
     assert capsys.readouterr().out == f"partally {partally.__version__}\n"
+
+
+FAILING = '''\
+def helper(x):
+    return 1 // x
+
+
+def fails_at_three(i, seed):
+    return helper(i - 3) > 0
+'''
+
+
+@pytest.mark.parametrize("backend", ["python", "processes"])  # processes: shipped by value
+def test_a_workload_that_raises_prints_one_line_and_its_own_frame(tmp_path, backend):
+    (tmp_path / "failing.py").write_text(FAILING)
+    done = subprocess.run(
+        [sys.executable, "-m", "partally", "compute", "100", "--workload",
+         "failing:fails_at_three", "--backend", backend],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "partally compute: error: workload 'fails_at_three' raised ZeroDivisionError at i = 3: "
+        "integer division or modulo by zero",
+        f'  File "{tmp_path / "failing.py"}", line 6, in fails_at_three',
+        "    return helper(i - 3) > 0",
+    ]

@@ -96,7 +96,7 @@ def chunk(task: Any, payload: bytes, lo: int, hi: int, seed: int) -> dict[str, A
         return {"partial": to_wire(run_chunk(workload, lo, hi, seed))}
     except WorkloadError as exc:
         return {"error": "workload", "message": str(exc), "workload": exc.workload,
-                "index": exc.index, "where": exc.where}
+                "index": exc.index, "where": exc.where, "frame": exc.frame}
 
 
 def to_wire(partial: Any) -> Any:

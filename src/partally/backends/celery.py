@@ -377,7 +377,8 @@ class _CeleryTasks:
         if isinstance(value, dict) and "partial" in value:
             return worker_side.from_wire(value["partial"])
         if isinstance(value, dict) and value.get("error") == "workload":
-            raise _rebuilt(value["message"], value["workload"], value["index"], value["where"])
+            raise _rebuilt(value["message"], value["workload"], value["index"], value["where"],
+                           value.get("frame"))
         if isinstance(value, dict) and value.get("error") == "lost":
             raise RuntimeError(
                 f"{where} was started {value.get('attempts')} times and each time its Celery "

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from partally.cli.args import error
+from partally.cli.args import error, workload_error
 
 
 
@@ -33,13 +33,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad arguments)."""
-    from partally._errors import BackendUnavailable
+    from partally._errors import BackendUnavailable, WorkloadError
 
     try:
         args = _parser().parse_args(argv)
         return args.func(args)
     except (TypeError, ValueError, BackendUnavailable) as exc:
         return error(args.command, str(exc))
+    except WorkloadError as exc:  # the user's function raised: its own frame, not partally's
+        return workload_error(args.command, exc, getattr(getattr(args, "workload", None), "function", None))
     except KeyboardInterrupt:
         print("partally: interrupted", file=sys.stderr)
         return 130

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import linecache
 import os
 import re
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from partally._errors import WorkloadError
 
 _POWER = re.compile(r"^\s*(\d+)\s*\*\*\s*(\d+)\s*$")
 
@@ -71,6 +74,25 @@ def error(command: str, message: str) -> int:
     and return the exit status for bad arguments, 2."""
     print(f"partally {command}: error: {message}", file=sys.stderr)
     return 2
+
+
+def workload_error(command: str, failure: WorkloadError, function: Any = None) -> int:
+    """``error``'s line for a workload's function that raised, then the user's frame where it
+    raised (``  File "f.py", line 7, in f`` and that source line, as a traceback shows them),
+    without partally's own frames; the exit status for bad arguments, 2. ``function``: the
+    workload's function, which names the file of a frame from a function shipped by value to
+    another process (cloudpickle names its file ``<dynamic-code>``)."""
+    status = error(command, str(failure))
+    if failure.frame is None:
+        return status
+    file, line, name, source = failure.frame
+    code = getattr(function, "__code__", None)
+    if file == "<dynamic-code>" and code is not None and code.co_name == name:
+        file, source = code.co_filename, linecache.getline(code.co_filename, line).strip()
+    print(f'  File "{file}", line {line}, in {name}', file=sys.stderr)
+    if source:
+        print(f"    {source}", file=sys.stderr)
+    return status
 
 
 def workload_argument(text: str, reduce: str | None = None) -> Any:

@@ -81,6 +81,39 @@ def test_plain_function_and_decorator_forms():
     assert resolve(multiple_of_seven_plus) is resolve(multiple_of_seven_plus)
 
 
+def _sevens_documented(i, seed):
+    """Multiples of seven, shifted by the seed."""
+    return i % 7 == seed % 7
+
+
+def test_a_workload_carries_its_functions_names_as_functools_wraps_does():
+    import functools
+    import inspect
+    import pickle
+
+    import cloudpickle
+    import numba
+
+    wrapper = functools.wraps(_sevens_documented)(lambda *args: None)
+    made = partally.workload(_sevens_documented, name="sevens", reduce="sum")
+    for attribute in ("__name__", "__qualname__", "__doc__", "__module__", "__wrapped__"):
+        assert getattr(made, attribute) is getattr(wrapper, attribute), attribute
+    assert inspect.signature(made) == inspect.signature(_sevens_documented)
+    assert made.name == "sevens" and made.__name__ == "_sevens_documented"
+    for copy in (pickle.loads(pickle.dumps(made)), cloudpickle.loads(cloudpickle.dumps(made))):
+        assert (copy.__name__, copy.__qualname__, copy.__doc__, copy.__module__) == (
+            made.__name__, made.__qualname__, made.__doc__, made.__module__)
+        assert copy.key == made.key and copy != made  # the same kernels; equal only to itself
+        assert copy(14, 0) == made(14, 0) is True
+    for backend in ("processes", "numba", "python"):  # by value to the pool; compiled
+        assert partally.compute(700, backend, made, seed=3, workers=2) == 100
+    jitted = numba.njit(_sevens_documented)
+    from_dispatcher = partally.workload(jitted)
+    assert from_dispatcher.__wrapped__ is jitted
+    assert from_dispatcher.__name__ == jitted.__name__ == "_sevens_documented"
+    assert BUILTINS["pi"].function is None and not hasattr(BUILTINS["pi"], "__wrapped__")
+
+
 @pytest.mark.parametrize(
     "bad",
     [42, "not callable", lambda i: True, lambda i, seed, extra: True, lambda: True],

@@ -35,6 +35,9 @@ def as_is(function: Callable) -> Callable:
     return function
 
 
+_WRAPPED = ("__module__", "__name__", "__qualname__", "__doc__")  # as functools.wraps copies
+
+
 @dataclass(frozen=True, eq=False)
 class Workload:
     """A function over the integers and how its values combine: ``compute(n, workload=w)`` reduces
@@ -45,6 +48,10 @@ class Workload:
     numba-cuda, which compile the very same body (``jit`` compiles the helpers it calls).
     ``unsigned`` says which NumPy type the compiled backends pass: ``uint64`` (the built-ins' hash
     arithmetic wraps modulo 2**64) or ``int64`` (user workloads, so that plain literals mix).
+
+    Made from a function, it carries the function's ``__name__``, ``__qualname__``, ``__doc__``
+    and ``__module__``, and the function as ``__wrapped__``, as ``functools.wraps`` (and a Numba
+    dispatcher) does.
     """
 
     name: str
@@ -73,6 +80,11 @@ class Workload:
         object.__setattr__(self, "known", MappingProxyType(dict(self.known)))
         reductions.check_name(self.reduce)
         object.__setattr__(self, "returns", reductions.check_kind(self.returns))
+        if self.function is not None:  # as functools.wraps gives a wrapper
+            for attribute in _WRAPPED:
+                if hasattr(self.function, attribute):
+                    object.__setattr__(self, attribute, getattr(self.function, attribute))
+            object.__setattr__(self, "__wrapped__", self.function)
 
     def __repr__(self) -> str:
         return f"<workload {self.name!r}>"

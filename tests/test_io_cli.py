@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -92,6 +93,17 @@ def test_fetch_output_writes_each_body_to_a_file(server, tmp_path, capsys):
     assert run("fetch", *urls, "--output", str(tmp_path)) == 0
     assert (tmp_path / "a.txt").read_bytes() == b"xxx"
     assert (tmp_path / "b").stat().st_size == 70000
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664)])
+def test_fetch_output_files_get_the_usual_mode_for_new_files(server, tmp_path, umask, mode):
+    before = os.umask(umask)  # as a user's shell sets it; curl -o and wget give 0o666 less it
+    try:
+        assert run("fetch", f"{server.url}/a.txt?size=3", "--output", str(tmp_path)) == 0
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == mode
+    assert os.listdir(tmp_path) == ["a.txt"]  # no temporary left
 
 
 def test_the_progress_bar_shows_on_a_terminal_only(server):

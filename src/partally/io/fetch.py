@@ -24,7 +24,7 @@ import json
 import numbers
 import os
 import re
-import tempfile
+import secrets
 import threading
 import time
 import urllib.parse
@@ -415,6 +415,21 @@ def file_name(url: str) -> str:
     return name[-MAX_NAME:] or "index"
 
 
+def _new_file_beside(path: str) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder, open for writing, and its path. Its mode is
+    the usual one for new files, 0o666 less the umask, as ``curl -o`` and ``wget`` give (not
+    mkstemp's 0o600): the kernel applies the umask, which a threaded program cannot read
+    safely itself (``os.umask`` sets it to read it)."""
+    folder, name = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.partial")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:  # O_EXCL: never an existing file or a planted link
+            continue
+
+
 class _Sink:
     """Takes a response's decoded body as it streams in: kept (up to a bound), written to a
     temporary file renamed into place when whole, or only counted."""
@@ -424,8 +439,7 @@ class _Sink:
         self.parts: list[bytes] | None = [] if keep else None
         self.file = None
         if path is not None:
-            folder, name = os.path.split(path)
-            fd, self.temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+            fd, self.temporary = _new_file_beside(path)
             self.file = os.fdopen(fd, "wb")
 
     def write(self, chunk: bytes) -> None:

@@ -231,3 +231,19 @@ def test_a_value_past_64_bits_is_refused_not_wrapped(reduce):
         partally.compute(1000, backend="numba", workload=workload)
     with pytest.raises(partally.WorkloadError):
         partally.compute(1000, workload=workload)  # auto: a Python backend, which raises
+
+
+@pytest.mark.parametrize("reduce", ["count", "sum"])
+def test_a_division_by_zero_that_numba_lets_through_is_refused(reduce):
+    """Python raises ZeroDivisionError at i = 3; Numba's parallel kernels (error model "numpy")
+    give 0 there: the sample sees what the kernels compute, so numba refuses it."""
+    numba = get("numba")
+    if numba.unavailable():
+        pytest.skip(numba.unavailable())
+
+    def divides_by_zero_at_3(i, seed):
+        return i // (i - 3)
+
+    workload = partally.workload(divides_by_zero_at_3, reduce=reduce)
+    with pytest.raises(partally.BackendUnavailable, match="gives a value where Python raises"):
+        partally.compute(100, backend="numba", workload=workload)

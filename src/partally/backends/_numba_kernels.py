@@ -426,12 +426,15 @@ def element_values(kernel: Callable, kind: str) -> Callable[[Any, Any], np.ndarr
     """A serial compiled loop in ``kernel``'s module over the same compiled element function:
     ``(indices, seed) -> values`` for int64 indices (an ndarray or a memoryview) and a seed of
     the kernel's index type, each value as the kernels take it (``kind``: "bool" for count's
-    truth, "int", "float"). Compiled on its first call (cached beside the kernel); the element
-    function's own exceptions propagate."""
+    truth, "int", "float"). Compiled on its first call (cached beside the kernel), with the
+    kernels' error model: ``parallel=True`` makes Numba's default "numpy" (``i // 0`` is 0, no
+    ZeroDivisionError), so the loop computes what the kernels compute, raising where they
+    raise."""
     if kind not in _LOOPS:
         raise ValueError(f"no element loop for {kind!r} values; expected one of {sorted(_LOOPS)}")
     module = kernel.py_func.__globals__  # the kernel's module: its ``element`` and index type
-    return njit(nogil=True, cache="__file__" in module)(module[_LOOPS[kind]])
+    loop = njit(nogil=True, error_model="numpy", cache="__file__" in module)
+    return loop(module[_LOOPS[kind]])
 
 
 def refusal(error: BaseException, workload: Workload) -> str:

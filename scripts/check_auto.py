@@ -1,25 +1,26 @@
 """Check backend="auto": at every size, auto's median time within RATIO of the fastest backend's.
 
     flock /tmp/partally-bench.lock python scripts/check_auto.py [--workloads pi primes count
-        examples.collatz:long_collatz ...] [--sizes 2-9] [--ratio 1.10] [--python-limit 2] [--limit 20] [--seed 0]
+        examples.collatz:long_collatz ...] [--sizes 2-9] [--ratio 1.10] [--python-limit 2]
+        [--limit 20] [--seed 0]
 
 For each workload (a built-in's name or an importable ``module:function``; by default the three
 built-ins and the three counting examples) and n = 10**2 ... 10**9, every available backend and
-``partally.compute(n)`` (auto) are measured the same way: one untimed call each first (JIT loaded, pool started, auto's
-calibration done; the counts must agree), and auto called until its race among near-tied backends
-at that n is over (its own warm-up: ``partally.auto.race``), then ROUNDS rounds; in each round
-every one of them takes one sample, in an order shuffled afresh (so no backend always runs after
-Numba, whose OpenMP threads spin on after its call, and a busy spell of this shared machine lands on any of them
-alike). A sample is one call, or k calls back to back when one call is shorter than
-``MIN_SAMPLE_S`` (the same k for every backend at that size: the smallest call's); its time is per
-call. The number of rounds is the same for all at a size (more for short calls). Reported: the
-median and the 90th percentile of each one's samples; auto passes at a size when its median is at
-most ``--ratio`` times the fastest backend's median (the fastest by median). The exit status is 1
-if auto fails at any size.
+``partally.compute(n)`` (auto) are measured the same way: one untimed call each first (JIT loaded,
+pool started, auto's calibration done; the counts must agree), and auto called until its race among
+near-tied backends at that n is over (its own warm-up: ``partally.auto.race``), then ROUNDS rounds;
+in each round every one of them takes one sample, in an order shuffled afresh (so no backend always
+runs after Numba, whose OpenMP threads spin on after its call, and a busy spell of this shared
+machine lands on any of them alike). A sample is one call, or k calls back to back when one call is
+shorter than ``MIN_SAMPLE_S`` (the same k for every backend at that size: the smallest call's); its
+time is per call. The number of rounds is the same for all at a size (more for short calls).
+Reported: the median and the 90th percentile of each one's samples; auto passes at a size when its
+median is at most ``--ratio`` times the fastest backend's median (the fastest by median). The exit
+status is 1 if auto fails at any size.
 
 A backend is left out at a size where one call is predicted (10x its median at the size before) to
-take longer than ``--python-limit`` s for the pure-Python loops, ``--limit`` s for the rest; that is
-listed under the table. Ray is timed only with RAY_ADDRESS set (no local Ray is started).
+take longer than ``--python-limit`` s for the pure-Python loops, ``--limit`` s for the rest; that
+is listed under the table. Ray is timed only with RAY_ADDRESS set (no local Ray is started).
 """
 
 from __future__ import annotations

@@ -310,13 +310,14 @@ def test_bad_arguments(kwargs, error, match):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_ctrl_c_stops_promptly(mode):
+    started = "    sys.stdout.write('in\\n'); sys.stdout.flush()\n"  # one write: no interleaving
     function = (
-        "async def fn(x):\n    print('in', flush=True)\n    await asyncio.sleep(60)\n"
+        "async def fn(x):\n" + started + "    await asyncio.sleep(60)\n"
         if mode == "asyncio"
-        else "def fn(x):\n    print('in', flush=True)\n    time.sleep(60)\n"
+        else "def fn(x):\n" + started + "    time.sleep(60)\n"
     )
     code = (
-        "import asyncio, time\nfrom partally import map_io\n"
+        "import asyncio, sys, time\nfrom partally import map_io\n"
         + function
         + f"map_io(fn, range(8), {mode!r}, limit=4)\n"
     )

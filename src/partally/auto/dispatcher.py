@@ -316,13 +316,15 @@ class Dispatcher:
         explanation, final = self._decide(workload, n)
         if not final or not explanation.predicted:
             return explanation, final, (explanation.backend,)
-        ready = {  # started (a race never pays a one-time start) and able to run it
+        started = {  # a race never pays a one-time start
             name: t
             for name, t in explanation.predicted.items()
-            if name == explanation.backend
-            or (name not in explanation.not_started and self.unavailable(name, workload) is None)
+            if name == explanation.backend or name not in explanation.not_started
         }
-        return explanation, final, contenders(ready, explanation.backend)
+        names = contenders(started, explanation.backend)  # asked only now: a probe may import
+        return explanation, final, tuple(
+            name for name in names if name == names[0] or self.unavailable(name, workload) is None
+        )
 
     def _timed(self, key: tuple[str, int], name: str, seconds: float) -> None:
         """A raced call of ``name`` at ``key`` took ``seconds``; the last one settles the race."""

@@ -1,13 +1,14 @@
 """Auto's own calls as measurements: a race among backends the models cannot tell apart.
 
 A cost model is fitted once, at a ladder of sizes, on a machine that may have been busy then; near
-a crossover, or between two timed sizes, its prediction can be off by more than the gap between
-two backends. So where the models leave more than one started backend within ``SPREAD`` of the
-least predicted time, ``auto``'s next calls at that n are shared among them in turn (interleaved:
-a busy spell of the machine lands on all of them alike) until each has a few timings (more for short calls, whose times are noisier); from
-then on that n runs on the one with the least median time. A race only ever runs backends the
-models predict at most ``SPREAD`` times the best, and only where the best takes under ``MAX_S``,
-so what it costs is bounded by a few calls' worth of that difference, once per (workload, n).
+a crossover, or between two timed sizes, its prediction can be off by more than the gap between two
+backends. So where the models leave more than one started backend within ``SPREAD`` of the least
+predicted time, ``auto``'s next calls at that n are shared among them in turn (interleaved: a busy
+spell of the machine lands on all of them alike) until each has a few timings (more for short
+calls, whose times are noisier); from then on that n runs on the one with the least median time. A
+race only ever runs backends the models predict at most ``SPREAD`` times the best, and only where
+the best takes under ``MAX_S``, so what it costs is bounded by a few calls' worth of that
+difference, once per (workload, n).
 """
 
 from __future__ import annotations

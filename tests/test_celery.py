@@ -162,6 +162,18 @@ def test_a_chunk_that_keeps_killing_its_worker_fails_clearly(driver):
         get_backend("celery").count(poison, 0, 1000, workers=2, seed=0)
 
 
+def _fails_at_three(i, seed):
+    return 1 // (i - 3) > 0  # numba gives 0 at i = 3 and is refused: the workers run Python
+
+
+@pytest.mark.timeout(120)
+def test_the_workloads_own_error_comes_back_with_its_index_and_frame(driver):
+    with pytest.raises(partally.WorkloadError, match="ZeroDivisionError at i = 3") as caught:
+        partally.compute(100, "celery", _fails_at_three)
+    line = _fails_at_three.__code__.co_firstlineno + 1
+    assert caught.value.index == 3 and caught.value.frame[1:3] == (line, "_fails_at_three")
+
+
 @pytest.mark.timeout(120)
 def test_ctrl_c_exits_130_and_drains_the_queue(two_workers):
     """``partally compute`` on minutes of work; Ctrl-C once chunks run: exit status 130 at once,

@@ -297,6 +297,19 @@ def test_a_user_workload_runs_on_ray(local_ray):
     assert backend.count(workload, lo, hi, workers=2, seed=5) == expected
 
 
+def _fails_at_three(i, seed):
+    return 1 // (i - 3) > 0  # numba gives 0 at i = 3 and is refused: the workers run Python
+
+
+@needs_ray
+def test_the_workloads_own_error_comes_back_as_itself_with_its_frame(local_ray):
+    with pytest.raises(partally.WorkloadError, match="ZeroDivisionError at i = 3") as caught:
+        partally.compute(100, "ray", _fails_at_three, workers=2)
+    assert type(caught.value) is partally.WorkloadError  # not Ray's wrapper, its traceback text
+    line = _fails_at_three.__code__.co_firstlineno + 1
+    assert caught.value.index == 3 and caught.value.frame[1:3] == (line, "_fails_at_three")
+
+
 @needs_ray
 def test_every_reduction_is_exact(local_ray):
     """sum, mean, min and max of ints and floats come back as exact partials and merge exactly."""

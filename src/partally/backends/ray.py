@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from partally._errors import BackendUnavailable
+from partally._errors import BackendUnavailable, WorkloadError
 from partally._machine import cpu_device
 from partally._settings import text
 from partally.backends._cluster import ClusterBackend, run_chunk, worker_kernel
@@ -350,7 +350,9 @@ class _RayTasks:
     def result(self, ref: Any) -> int:
         try:
             return self.ray.get(ref)
-        except self.ray.exceptions.RayTaskError:
+        except self.ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, WorkloadError):  # the user's function raised: say only that
+                raise exc.cause from None
             raise  # the kernel's own error, re-raised as its own type too
         except self.ray.exceptions.RayError as exc:
             raise RuntimeError(

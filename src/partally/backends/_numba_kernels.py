@@ -36,7 +36,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import llvmlite.ir
 import numpy as np
@@ -333,28 +332,6 @@ def float_extreme(lo, hi, seed, chunks, flip):
         rows[c, 1] = at
         rows[c, 2] = nan_at
     return rows
-
-
-# The sample check's element values (``element_values``), serially, converted as the kernels do.
-def truths(indices, seed):
-    out = np.empty(len(indices), np.bool_)
-    for k in range(len(indices)):
-        out[k] = True if element(index_type(indices[k]), seed) else False
-    return out
-
-
-def ints(indices, seed):
-    out = np.empty(len(indices), np.int64)
-    for k in range(len(indices)):
-        out[k] = as_int64(element(index_type(indices[k]), seed))
-    return out
-
-
-def floats(indices, seed):
-    out = np.empty(len(indices), np.float64)
-    for k in range(len(indices)):
-        out[k] = as_float64(element(index_type(indices[k]), seed))
-    return out
 '''.format(limbs=_exact_rows.LIMBS)
 
 KERNELS = ("count", "int_sum", "float_sum", "int_extreme", "float_extreme")
@@ -417,24 +394,6 @@ def kernel(workload: Workload, name: str) -> tuple[Callable, type]:
     signature = (types.int64, types.int64, numba_index, types.int64)
     compiled.compile(signature + ((types.int64,) if name.endswith("extreme") else ()))
     return compiled, index_type
-
-
-_LOOPS = {"bool": "truths", "int": "ints", "float": "floats"}
-
-
-def element_values(kernel: Callable, kind: str) -> Callable[[Any, Any], np.ndarray]:
-    """A serial compiled loop in ``kernel``'s module over the same compiled element function:
-    ``(indices, seed) -> values`` for int64 indices (an ndarray or a memoryview) and a seed of
-    the kernel's index type, each value as the kernels take it (``kind``: "bool" for count's
-    truth, "int", "float"). Compiled on its first call (cached beside the kernel), with the
-    kernels' error model: ``parallel=True`` makes Numba's default "numpy" (``i // 0`` is 0, no
-    ZeroDivisionError), so the loop computes what the kernels compute, raising where they
-    raise."""
-    if kind not in _LOOPS:
-        raise ValueError(f"no element loop for {kind!r} values; expected one of {sorted(_LOOPS)}")
-    module = kernel.py_func.__globals__  # the kernel's module: its ``element`` and index type
-    loop = njit(nogil=True, error_model="numpy", cache="__file__" in module)
-    return loop(module[_LOOPS[kind]])
 
 
 def refusal(error: BaseException, workload: Workload) -> str:

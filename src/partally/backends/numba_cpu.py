@@ -28,8 +28,7 @@ import signal
 import sys
 import threading
 import warnings
-from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from partally._errors import BackendUnavailable, WorkloadError
@@ -245,19 +244,22 @@ class NumbaBackend(Backend):
 
 
 def _element_partials(workload: Workload, kernel: Callable, index_type: type) -> _trust.Values:
-    """The compiled partial of each single element [i, i + 1): its value as the kernel takes it,
-    all indices in one serial compiled call, as the reduction's partial of that one value."""
-    from partally.backends import _numba_kernels
-
+    """The compiled partial of each single element [i, i + 1): its value as the reduction takes it."""
+    from partally.backends import _exact_rows  # numpy: only when run
     reduction = workload.reduction
-    loop = _numba_kernels.element_values(kernel, reduction.kind)
+    extra = () if reduction.name not in _exact_rows.FLIP else (_exact_rows.FLIP[reduction.name],)
 
-    def values(indices: Sequence[int], seed: int) -> list[Any]:
-        # a memoryview, not an ndarray: Numba types a process's first ndarray argument by
-        # importing numpy.ma (25-40 ms here), and the kernels take none
-        packed = memoryview(array("q", indices))
-        got = loop(packed, index_type(workload.compiled_seed(seed)))
-        return [reduction.partial(value, i) for i, value in zip(indices, got.tolist())]
+    def values(indices: list[int], seed: int) -> list[Any]:
+        import numba
+
+        typed = index_type(workload.compiled_seed(seed))
+        threads = numba.get_num_threads()  # this thread's setting: other threads keep theirs
+        numba.set_num_threads(1)  # one element a call: no parallel region's barrier to wait at
+        try:  # (2 threads on a loaded machine: 5 us to 0.3 ms a call, and far worse at times)
+            rows = [kernel(i, i + 1, typed, 1, *extra) for i in indices]
+        finally:
+            numba.set_num_threads(threads)
+        return [_exact_rows.partial(reduction, row) for row in rows]
 
     return values
 

@@ -245,5 +245,6 @@ def test_a_division_by_zero_that_numba_lets_through_is_refused(reduce):
         return i // (i - 3)
 
     workload = partally.workload(divides_by_zero_at_3, reduce=reduce)
-    with pytest.raises(partally.BackendUnavailable, match="gives a value where Python raises"):
+    with pytest.raises(partally.BackendUnavailable, match="gives a value where Python raises.*"
+                       "ZeroDivisionError.*divide by zero without raising"):
         partally.compute(100, backend="numba", workload=workload)

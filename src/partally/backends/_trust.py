@@ -42,6 +42,16 @@ class _Raised:
     exc: Exception
 
     @property
+    def why_numba_does_not(self) -> str:
+        """The Numba semantics that give a value where Python raised this, in words."""
+        cause = self.exc.__cause__ or self.exc
+        if isinstance(cause, ZeroDivisionError):
+            return "Numba's parallel kernels divide by zero without raising: n // 0 is 0"
+        if isinstance(cause, IndexError):
+            return "Numba does not check indices: it reads past the end"
+        return "Numba's integers wrap at 64 bits where Python's grow"
+
+    @property
     def error(self) -> str:
         cause = self.exc.__cause__ or self.exc
         return f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}"
@@ -109,8 +119,8 @@ def disagreement(
                 return (
                     f"its compiled code gives a value where Python raises, at i = {i}, seed = "
                     f"{seed}: {workload.name}(i, seed) is {_words(workload, value)} compiled, "
-                    f"Python raises {raised.error} (Numba's integers wrap at 64 bits where "
-                    "Python's grow); run it on a Python backend (python, threads, processes)"
+                    f"Python raises {raised.error} ({raised.why_numba_does_not}); run it on a "
+                    "Python backend (python, threads, processes)"
                 )
         pairs = [(i, partial) for i, partial in every if not isinstance(partial, _Raised)]
         if not pairs:

@@ -209,7 +209,7 @@ def test_no_worker_on_the_queue_is_refused_within_seconds(two_workers, monkeypat
         started = time.perf_counter()
         with pytest.raises(partally.BackendUnavailable) as refused:
             partally.compute(1000, backend="celery")
-        assert time.perf_counter() - started < 5
+        assert time.perf_counter() - started < 20  # a hang bound: the ping waits 1 s (_PING_S)
         assert "no Celery worker consumes partally's queue 'partally'" in str(refused.value)
         assert "celery -A partally.celery worker" in str(refused.value)
         assert two_workers.redis.password not in str(refused.value)
@@ -248,7 +248,7 @@ def test_a_dead_broker_is_refused_within_seconds(listener):
         server.close()
     assert done.returncode == 0, done.stderr[-3000:]
     took, said = done.stdout.split("\n", 1)
-    assert float(took) < 5
+    assert float(took) < 20  # a hang bound: the probe waits 2 s (_PROBE_S), Celery's own forever
     assert said.startswith(f"cannot reach the Celery broker at redis://:**@127.0.0.1:{port}/0")
     assert "hunter2" not in said
 

@@ -268,11 +268,60 @@ _SWALLOWING = """
 """
 
 
-@pytest.mark.parametrize("finder", [_INTERRUPTED, _SWALLOWING], ids=["caused-by", "swallowed"])
+# A Ctrl-C met and swallowed inside the import, which then goes on and succeeds: seen in a stress
+# run as a Ctrl-C lost (the count of 1e12 went on).
+_SWALLOWED_AND_IMPORTED = """
+    class Finder:
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba":
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            return None
+"""
+
+
+@pytest.mark.parametrize(
+    "finder",
+    [_INTERRUPTED, _SWALLOWING, _SWALLOWED_AND_IMPORTED],
+    ids=["caused-by", "swallowed", "swallowed-then-imported"],
+)
 def test_an_import_error_from_a_ctrl_c_is_still_a_ctrl_c(finder):
     done = run_script(_NUMBA_VERDICT.format(finder=finder))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "KeyboardInterrupt"
+
+
+def test_a_ctrl_c_that_numba_swallows_while_compiling_is_still_raised():
+    pytest.importorskip("numba")
+    code = """
+        import os, signal, time
+        import partally
+        from partally.backends import numba_cpu
+
+        make = numba_cpu._make_kernel
+
+        def swallowing(workload):  # Numba's compiler or cache loader meets the Ctrl-C, drops it
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+            return make(workload)
+
+        numba_cpu._make_kernel = swallowing
+        try:
+            partally.compute(10**6, backend="numba", workload="pi")
+            print("lost")
+        except KeyboardInterrupt:
+            numba_cpu._make_kernel = make
+            print("KeyboardInterrupt", partally.compute(10**6, backend="numba", workload="pi"))
+    """
+    done = run_script(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["KeyboardInterrupt", str(count_range("pi", 0, 10**6))]
 
 
 def test_ctrl_c_while_numba_starts_exits_130_cleanly():

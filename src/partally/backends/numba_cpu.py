@@ -113,6 +113,16 @@ def _import_failure(exc: Exception, interrupted: bool) -> str:
     return f"numba is installed but failed to import ({type(exc).__name__}: {exc})"
 
 
+def _made_unless_ctrl_c(workload: Workload) -> tuple[Callable, type]:
+    """``_make_kernel(workload)``, but a Ctrl-C that came meanwhile is raised even where Numba's
+    compiler or cache loader swallowed it (else it would be lost, and a long run go on)."""
+    with _noting_ctrl_c() as ctrl_c:
+        made = _make_kernel(workload)
+    if ctrl_c:
+        raise KeyboardInterrupt
+    return made
+
+
 class NumbaBackend(Backend):
     name = "numba"
     family = "Numba"
@@ -121,7 +131,7 @@ class NumbaBackend(Backend):
     has_startup = True
 
     def __init__(self) -> None:
-        self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
+        self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_made_unless_ctrl_c)
         self._refused: dict[str, str | None] = {}  # by Workload.key
         self._guard = _trust.Guard()  # user kernels: checked on a sample, followed after
         self._imported = False  # numba imported in this process (that cannot be undone)
@@ -157,6 +167,8 @@ class NumbaBackend(Backend):
             self._import_interrupted = True
             raise
         self._imported = True
+        if ctrl_c:  # a Ctrl-C that the import swallowed (caught as an ImportError inside it)
+            raise KeyboardInterrupt
         return self._fork_refusal()
 
     def supports(self, workload: Workload) -> str | None:

@@ -230,9 +230,9 @@ def test_empty_ranges_give_zero_or_raise():
     assert same(zero_sum, 0.0)
     for name, kind in [("mean", "int"), ("mean", "float"), ("min", "int"), ("max", "float")]:
         r = red.get(name, kind)
-        with pytest.raises(ValueError, match="empty range"):
+        with pytest.raises(ValueError, match=r"^empty range: .* undefined \(n = 0\)$"):
             r.finish(r.zero(), 0)
-    with pytest.raises(ValueError, match="empty range"):
+    with pytest.raises(ValueError, match="^empty range: no element values were reduced$"):
         red.get("min", "int").finish(None, 3)
     assert red.get("sum", "int").batch([], 0, "w") == 0
     assert red.get("min", "int").batch([], 0, "w") is None
@@ -273,13 +273,115 @@ def test_conversion_follows_the_element_kind_and_names_i():
         for name in ("sum", "min", "max"):
             with pytest.raises(WorkloadError) as raised:
                 red.get(name, "int").loop(listed(values), 0, len(values), 0, "w")
-            assert raised.value.index == at, (name, values)
+            assert (raised.value.workload, raised.value.index) == ("w", at), (name, values)
+    messages = {
+        2.5: "raised TypeError at i = 5000: an int element value is expected, got 2.5 "
+             "(declare returns=float for float values)",
+        2**63: "raised OverflowError at i = 5000: element value 9223372036854775808 does not fit "
+               "a signed 64-bit integer",
+        -(2**63) - 1: "raised OverflowError at i = 5000: element value -9223372036854775809 does "
+                      "not fit a signed 64-bit integer",
+    }
+    for bad, message in messages.items():
+        function = lambda i, seed: bad if i == 5000 else i  # noqa: E731
+        for name in ("sum", "mean", "min", "max"):
+            with pytest.raises(WorkloadError) as raised:
+                red.get(name, "int").loop(function, 4000, 9000, 0, "w")
+            assert (raised.value.workload, raised.value.index) == ("w", 5000), (name, bad)
+            assert str(raised.value) == f"workload 'w' {message}", (name, bad)
+    for name in ("sum", "mean", "min", "max"):
+        with pytest.raises(WorkloadError) as raised:
+            red.get(name, "float").loop(lambda i, s: "x" if i == 5000 else 0.5, 4000, 9000, 0, "w")
+        assert (raised.value.workload, raised.value.index) == ("w", 5000)
+        assert str(raised.value) == ("workload 'w' raised ValueError at i = 5000: could not "
+                                     "convert string to float: 'x'")
     with pytest.raises(WorkloadError) as raised:
         red.get("sum", "float").loop(listed([1.0, 2.0, "x"]), 0, 3, 0, "w")
     assert raised.value.index == 2
     with pytest.raises(WorkloadError) as raised:
         red.get("sum", "float").loop(lambda i, s: 1.0 / (i - 5), 0, 9, 0, "w")
     assert raised.value.index == 5
+
+
+def test_the_element_kind_is_named_declared_or_inferred():
+    for declared, kind in [(int, "int"), (float, "float"), ("int", "int"), ("float", "float"),
+                           (None, None)]:
+        assert red.check_kind(declared) == kind
+    for bad in (bool, complex, "double", 3):
+        with pytest.raises(ValueError, match=f"^returns must be int or float .* not {bad!r}$"):
+            red.check_kind(bad)
+    for value, kind in [(1.5, "float"), (3, "int"), (True, "int"), (np.int64(2), "int"),
+                        (np.uint8(2), "int"), (np.float32(2), "float"), ("1", None),
+                        (b"1", None), (1j, None), (None, None), ([1], None)]:
+        assert red.kind_of(value) == kind, value
+    assert red.infer_kind(lambda i, s: 0.5 if (i, s) == (0, 0) else 7, "w", "sum") == "float"
+    assert red.infer_kind(lambda i, s: np.int32(0), "w", "max") == "int"
+    hint = r"declare it: @partally.workload\(reduce='min', returns=float\) or returns=int$"
+    with pytest.raises(ValueError, match=r"^cannot tell whether workload 'w' gives ints or "
+                       r"floats: f\(0, 0\) raised ZeroDivisionError: division by zero; " + hint):
+        red.infer_kind(lambda i, s: 1 / i, "w", "min")
+    with pytest.raises(ValueError, match=r"^workload 'w' gives str values \(f\(0, 0\) = 'a'\); "
+                       r"reduce='min' takes ints or floats; " + hint):
+        red.infer_kind(lambda i, s: "a", "w", "min")
+    names = r"\['count', 'sum', 'mean', 'min', 'max'\]"
+    for name in red.NAMES:
+        assert red.check_name(name) == name
+    with pytest.raises(TypeError, match=rf"^reduce must be one of {names} \(a str\), not int 3$"):
+        red.check_name(3)
+    with pytest.raises(ValueError, match=rf"^unknown reduce 'median'; expected one of {names}$"):
+        red.check_name("median")
+    assert red.get("count", "float") == red.get("count", "bool")
+    assert (red.get("count", "int").name, red.get("count", "int").kind) == ("count", "bool")
+    assert type(red.get("mean", "float")) is red.FloatSumReduction
+    with pytest.raises(ValueError, match=r"^reduce='sum' takes element values of kind "
+                       r"\['int', 'float'\], not 'bool'$"):
+        red.get("sum", "bool")
+
+
+def failing(where):
+    """v(i) = seed + 1 / (i - where): ZeroDivisionError at i = where, TypeError for seed None."""
+    return lambda i, seed: seed + 1.0 / (i - where)
+
+
+def test_errors_name_the_workload_the_cause_and_i_on_every_path():
+    for name, kind in [("sum", "float"), ("min", "float"), ("sum", "int"), ("max", "int")]:
+        with pytest.raises(WorkloadError) as raised:  # past the first batch, i = 3 fails too
+            red.get(name, kind).loop(lambda i, s: s // (i - 3) + 1 // (i - 5000), 4000, 9000, 1,
+                                     "w")
+        error = raised.value
+        assert (error.workload, error.index) == ("w", 5000)
+        assert "ZeroDivisionError at i = 5000" in str(error)
+    for r in (red.get("count", "bool"), red.get("sum", "float")):
+        with pytest.raises(WorkloadError) as raised:
+            r.loop(failing(4321), 0, 6000, 2, "w")
+        assert (raised.value.workload, raised.value.index) == ("w", 4321)
+        assert "raised ZeroDivisionError at i = 4321: float division by zero" in str(raised.value)
+    for r, value, cause in [(red.get("count", "bool"), np.array([1, 2]), "ValueError"),
+                            (red.get("sum", "int"), 2.5, "TypeError"),
+                            (red.get("max", "float"), "x", "ValueError")]:
+        with pytest.raises(WorkloadError) as raised:
+            r.fold(r.zero(), 17, value, "w")
+        assert (raised.value.workload, raised.value.index) == ("w", 17)
+        assert f"raised {cause} at i = 17" in str(raised.value)
+        with pytest.raises(WorkloadError) as raised:
+            r.batch([value, value], 40, "w")
+        assert (raised.value.workload, raised.value.index) == ("w", 40)
+        with pytest.raises(WorkloadError) as raised:
+            r.batch([r.zero() if r.name == "count" else 1, value], 40, "w")
+        assert (raised.value.workload, raised.value.index) == ("w", 41)
+    calls = []
+
+    def flaky(i, seed):  # raises on its first call only: the retry finds no i
+        calls.append(i)
+        if len(calls) == 1:
+            raise KeyError("once")
+        return 1.0
+
+    with pytest.raises(WorkloadError) as raised:
+        red.get("sum", "float").loop(flaky, 10, 20, 0, "w")
+    error = raised.value
+    assert (error.workload, error.index, error.where) == ("w", None, "somewhere in [10, 20)")
+    assert str(error) == "workload 'w' raised KeyError somewhere in [10, 20): 'once'"
 
 
 def test_same_is_bitwise_with_nan_equal():
@@ -324,6 +426,17 @@ def test_exact_sum_equals_fractions_and_counts_specials():
         got = red.exact_sum(xs)
         assert got == (sum((Fraction(x) for x in finite), Fraction(0)) * 2**1074,
                        sum(x != x for x in xs), xs.count(INF), xs.count(-INF)), (trial, n)
+
+
+def test_exact_sum_keeps_positions_where_only_one_digit_is_left():
+    # exact_sum adds 18-bit digits of the significands per position: positions where only the
+    # middle or only the high digit is non-zero (alone, or after cancellation) must count
+    for xs in ([1.0, -(1.0 + 2.0**-34)], [-1.0, 1.0 + 2.0**-34], [2.0**-1054], [-(2.0**-1054)],
+               [2.0**-1038], [2.0**-1038, 2.0**-1054, 5e-324], [3.0, -(3.0 + 2.0**-16)]):
+        want = sum((Fraction(x) for x in xs), Fraction(0)) * 2**1074
+        assert red.exact_sum(xs) == (want, 0, 0, 0), xs
+        r = red.get("sum", "float")
+        assert same(r.finish(r.loop(listed(xs), 0, len(xs), 0), len(xs)), ref.float_sum(xs))
 
 
 # --- the merge loops, on real thread pools -----------------------------------------------------

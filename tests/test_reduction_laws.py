@@ -384,6 +384,21 @@ def test_errors_name_the_workload_the_cause_and_i_on_every_path():
     assert str(error) == "workload 'w' raised KeyError somewhere in [10, 20): 'once'"
 
 
+def test_an_unnamed_workload_is_named_empty_in_errors():
+    bad = {"bool": np.array([1, 2]), "int": 2.5, "float": "x"}
+    for name, kind in [("count", "bool"), ("sum", "int"), ("min", "int"), ("sum", "float"),
+                       ("max", "float")]:
+        r = red.get(name, kind)
+        calls = [lambda: r.convert(bad[kind], 1), lambda: r.fold(r.zero(), 1, bad[kind]),
+                 lambda: r.loop(lambda i, s: bad[kind], 0, 3, 0),
+                 lambda: r.loop(lambda i, s: 1 // (i - 1), 0, 3, 0)]
+        for call in calls:
+            with pytest.raises(WorkloadError) as raised:
+                call()
+            assert raised.value.workload == "" and raised.value.index in (0, 1)
+            assert str(raised.value).startswith("workload '' raised ")
+
+
 def test_same_is_bitwise_with_nan_equal():
     for r in (red, red.get("sum", "float")):
         assert r.same(NAN, NAN) and r.same(0.0, 0.0) and r.same(-0.0, -0.0)
@@ -521,6 +536,7 @@ class ThreadTasks:
         self._cpus = cpus
         self.submitted: list[tuple[int, int]] = []
         self.released: list[Future] = []
+        self.handles: list[Future] = []
         self.cancelled: list[Future] = []
 
     def cpus(self):
@@ -528,7 +544,8 @@ class ThreadTasks:
 
     def submit(self, workload, lo, hi, seed):
         self.submitted.append((lo, hi))
-        return self.pool.submit(python_chunk, workload, lo, hi, seed)
+        self.handles.append(self.pool.submit(python_chunk, workload, lo, hi, seed))
+        return self.handles[-1]
 
     def wait(self, handles):
         done, running = wait(handles, timeout=HANG_S, return_when=FIRST_COMPLETED)
@@ -572,7 +589,8 @@ def test_run_tasks_merges_every_chunk_once(function, seed, name, kind):
         tasks.pool.shutdown(wait=True)
     values = ref.values(function, 100, 100 + N, seed)
     assert same(workload.reduction.finish(total, N), expected(name, values, 100))
-    assert tasks.submitted == pieces and len(tasks.released) == 29 and not tasks.cancelled
+    assert tasks.submitted == pieces and not tasks.cancelled
+    assert len(tasks.released) == 29 and set(tasks.released) == set(tasks.handles)
     assert seen[-1] == N and len(seen) == 29
 
 
@@ -606,14 +624,18 @@ def test_a_cluster_backend_run_merges_to_the_oracles_result(function, seed, name
 @pytest.mark.parametrize("cpus", [1, 3, 64])
 def test_a_cluster_plan_covers_the_range(cpus):
     workload = resolve(ref.mixed, "sum")
-    for lo, hi in [(0, 1), (5, 5 + workload.task_min * 3 + 1), (0, 10**12), (7, 8 + 10**6)]:
+    t = workload.task_min
+    for lo, hi in [(0, 1), (0, t // 2), (5, 5 + t * 3 + 1), (0, 10**12), (7, 8 + 10**6),
+                   (10**12, 10**12 + 5 * t), (0, 1000 * t)]:
         chunks = list(_cluster.plan(workload, lo, hi, cpus))
         assert chunks[0][0] == lo and chunks[-1][1] == hi
         assert all(a < b == c for (a, b), (c, _) in zip(chunks, chunks[1:]))
+        assert all(type(a) is int and type(b) is int for a, b in chunks)
         assert len(chunks) <= max(cpus * _cluster.TASKS_PER_CPU, -(-(hi - lo) // (
-            _cluster.LONGEST * workload.task_min)))
-        assert max(b - a for a, b in chunks) <= max(workload.task_min * _cluster.LONGEST,
-                                                    -(-(hi - lo) // (cpus * 4)))
+            _cluster.LONGEST * t)))
+        assert max(b - a for a, b in chunks) <= _cluster.LONGEST * t  # about a second at most
+        if hi - lo < t:  # none shorter than task_min: one chunk
+            assert len(chunks) == 1
 
 
 @pytest.mark.parametrize(("name", "lo", "hi", "seed"),

@@ -610,7 +610,10 @@ def test_a_cluster_backend_run_merges_to_the_oracles_result(function, seed, name
     workload = resolve(function, name)
     cluster = ThreadCluster(2)
     try:
-        total = cluster.run(workload, 0, 40_000, workers=8, seed=seed)
+        told: list = []
+        total = cluster.run(workload, 0, 40_000, workers=8, seed=seed,
+                            progress=lambda done, of: told.append((done, of)))
+        assert told[-1] == (40_000, 40_000) and len(told) == len(cluster.tasks.submitted)
         assert cluster.run(workload, 9, 9, workers=8, seed=seed) == workload.reduction.zero()
     finally:
         cluster.tasks.pool.shutdown(wait=True)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 from hypothesis import given, settings
@@ -69,6 +70,21 @@ def test_a_global_changed_between_two_calls_gives_the_new_answer(tmp_path):
 
 
 # 2. Compiled arithmetic that differs from Python's is refused, with the index and both values.
+
+def test_a_busy_machine_does_not_shrink_the_sample_to_small_indices(monkeypatch):
+    """Seen in a stress run: the sample's budget ran out (wall time, under load) after 8 small
+    indices, and a function that wraps only at large i was trusted. The budget is this thread's
+    CPU time now, and the ends of the range and the largest powers of two come first, always
+    compared: here every clock reading is a second later than the one before."""
+    from partally.backends import _trust
+
+    ticks = iter(range(10**6))
+    clock = types.SimpleNamespace(thread_time=lambda: next(ticks), perf_counter=lambda: next(ticks))
+    monkeypatch.setattr(_trust, "time", clock)
+    wraps = partally.workload(lambda i, seed: (i << 3) % 7 == 1 and seed >= 0)  # at large i
+    reason = get("numba").supports(wraps)
+    assert reason is not None and "i = " in reason and "compiled" in reason, reason
+
 
 @pytest.mark.parametrize("function", [
     lambda i, seed: (i % 5 + 1) ** -1 > 0.3,  # int ** negative int: truncated by Numba

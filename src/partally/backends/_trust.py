@@ -31,6 +31,7 @@ from partally.workloads import user
 BUDGET_S = 0.005  # Python time spent on a workload's sample (the compiled side is cheaper)
 _SEEDS = (0, 1, 12345)  # seeds past 2**63 reach compiled code as negative int64, documented
 _RANDOM = 64  # random indices after the structured ones
+_AT_LEAST = 32  # indices compared whatever the budget: the ends and the largest powers of two
 
 Values = Callable[[Sequence[int], int], Sequence[object]]  # (indices, seed) -> compiled values
 
@@ -58,14 +59,15 @@ class _Raised:
 
 
 def sample(workload: Workload) -> Iterator[int]:
-    """Indices to compare, most telling first: 0..31, each power of two with its neighbours up to
-    the index limit, the last indices, then random ones (the same for a workload in any process)."""
+    """Indices to compare, most telling first: 0..7, the last two indices, each power of two with
+    its neighbours from the index limit down, 8..31, then random ones (the same for a workload in
+    any process)."""
     top = min(workload.limit, INDEX_LIMIT) - 1  # the largest index a range can hold
     seen: set[int] = set()
-    structured = [*range(32)]
-    for k in range(5, 64):
+    structured = [*range(8), top, top - 1]
+    for k in range(63, 4, -1):
         structured += [2**k - 1, 2**k, 2**k + 1]
-    structured += [top - 1, top]
+    structured += range(8, 32)
     for i in structured:
         if 0 <= i <= top and i not in seen:
             seen.add(i)
@@ -84,14 +86,14 @@ def _python_partials(
     of time; where Python raises, the partial is that exception (the compiled side must fail
     there too: Numba wraps an int past 64 bits, or reads past an array, where Python raises)."""
     values: dict[int, list[tuple[int, object]]] = {seed: [] for seed in _SEEDS}
-    deadline = time.perf_counter() + budget_s
+    deadline = time.thread_time() + budget_s  # CPU time: a busy machine does not cut it short
     for k, i in enumerate(sample(workload)):
         seed = _SEEDS[k % len(_SEEDS)] if k >= 32 else 0
         try:
             values[seed].append((i, workload.run_range(i, i + 1, seed)))
         except Exception as exc:  # noqa: BLE001 - compared below: compiled must not give a value
             values[seed].append((i, _Raised(exc)))
-        if (time.perf_counter() > deadline and k >= 8) or k + 1 >= most:
+        if (time.thread_time() > deadline and k >= _AT_LEAST) or k + 1 >= most:
             break
     return values
 

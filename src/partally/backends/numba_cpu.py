@@ -73,11 +73,12 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _noting_ctrl_c() -> Iterator[list[bool]]:
+def _noting_ctrl_c(at_once: bool = True) -> Iterator[list[bool]]:
     """Note a Ctrl-C that arrives inside the block, even one that C code turns into an ImportError
     (numpy's "PyCapsule_Import could not import module" drops the KeyboardInterrupt it met). Only
-    where Python's own SIGINT handler is in place, in the main thread; it still raises the
-    KeyboardInterrupt as that handler does."""
+    where Python's own SIGINT handler is in place, in the main thread. ``at_once``: it still
+    raises the KeyboardInterrupt as that handler does; else only notes it, for the caller to raise
+    when the block ends (inside llvmlite's ctypes callbacks a raise is only printed and lost)."""
     noted: list[bool] = []
     if (
         threading.current_thread() is not threading.main_thread()
@@ -88,7 +89,8 @@ def _noting_ctrl_c() -> Iterator[list[bool]]:
 
     def handler(signum: int, frame: object) -> None:
         noted.append(True)
-        raise KeyboardInterrupt
+        if at_once:
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -114,9 +116,10 @@ def _import_failure(exc: Exception, interrupted: bool) -> str:
 
 
 def _made_unless_ctrl_c(workload: Workload) -> tuple[Callable, type]:
-    """``_make_kernel(workload)``, but a Ctrl-C that came meanwhile is raised even where Numba's
-    compiler or cache loader swallowed it (else it would be lost, and a long run go on)."""
-    with _noting_ctrl_c() as ctrl_c:
+    """``_make_kernel(workload)``; a Ctrl-C that comes meanwhile is raised once it is made (a
+    compile takes a second at most; raised inside it, llvmlite's ctypes callbacks print it with a
+    traceback and drop it, and Numba's cache loader may swallow it: a long run would go on)."""
+    with _noting_ctrl_c(at_once=False) as ctrl_c:
         made = _make_kernel(workload)
     if ctrl_c:
         raise KeyboardInterrupt

@@ -150,8 +150,11 @@ def _exact(function, reduce, lo, hi, seed):
 def test_reductions_are_exact(function, returns, reduce, blocks, threads, gpu_slice):
     import partally
 
+    # ties' i * 7 wraps past i = 2**63 / 7 compiled, which the trust sample (its ends) refuses
+    limit = 2**60 if function is ref.ties else 2**63 - 1
     workload = dataclasses.replace(
-        partally.workload(function, reduce=reduce, returns=returns), gpu_slice=gpu_slice
+        partally.workload(function, reduce=reduce, returns=returns, limit=limit),
+        gpu_slice=gpu_slice,
     )
     lo, hi, seed = 5, 205, 3
     partial = numba_cuda.run(workload, lo, hi, workers=1, seed=seed, blocks=blocks, threads=threads)

@@ -105,8 +105,8 @@ def run_tasks(
     def collect() -> None:
         nonlocal total
         done, pending[:] = tasks.wait(pending)
+        finished.extend(done)  # all of them, before a result can raise: each one is released
         for handle in done:
-            finished.append(handle)
             total = reduction.merge(total, tasks.result(handle))
             if tally is not None:
                 tally.add(sizes.pop(id(handle), 0))

@@ -199,7 +199,7 @@ def test_ctrl_c_exits_130_and_drains_the_queue(two_workers):
     assert done.stdout.split() == ["785806"], done.stderr[-3000:]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_no_worker_on_the_queue_is_refused_within_seconds(two_workers, monkeypatch):
     """Redis answers, but no worker listens on this database: refused, saying what to start."""
     monkeypatch.setenv("CELERY_BROKER_URL", two_workers.redis.url(db=1))
@@ -209,7 +209,7 @@ def test_no_worker_on_the_queue_is_refused_within_seconds(two_workers, monkeypat
         started = time.perf_counter()
         with pytest.raises(partally.BackendUnavailable) as refused:
             partally.compute(1000, backend="celery")
-        assert time.perf_counter() - started < 20  # a hang bound: the ping waits 1 s (_PING_S)
+        assert time.perf_counter() - started < 60  # a hang bound: the pings wait 1 + 4 s (_PING_S)
         assert "no Celery worker consumes partally's queue 'partally'" in str(refused.value)
         assert "celery -A partally.celery worker" in str(refused.value)
         assert two_workers.redis.password not in str(refused.value)

@@ -85,11 +85,9 @@ def measure(
         started = time.perf_counter()
         counts[name] = run()
         first[name] = time.perf_counter() - started
-    for _ in range(200):  # auto's own warm-up: its race among near-tied backends at this n
-        if not dispatcher().racing(workload, n):
-            break
-        if runs[AUTO]() != counts[AUTO]:
-            raise SystemExit(f"auto's counts disagree at n = {n}")
+    # auto's own warm-up: its race among near-tied backends at this n
+    if set(dispatcher().settle(workload, n, runs[AUTO])) != {counts[AUTO]}:
+        raise SystemExit(f"auto's counts disagree at n = {n}")
     if len(set(counts.values())) != 1:
         raise SystemExit(f"counts disagree at n = {n}: {counts}")
     calls = max(1, min(1000, int(MIN_SAMPLE_S / max(min(first.values()), 1e-7))))

@@ -477,12 +477,16 @@ def test_auto_races_near_tied_backends_and_keeps_the_fastest(calibrations):
 
 def test_auto_settles_on_the_fastest_by_its_real_calls(calibrations):
     """The same through ``compute`` with real backends: native is ~40x faster than the Python
-    loop at n = 101 however busy the machine, so the race must end on native."""
+    loop at n = 101 however busy the machine, so the race must end on native; ``settle`` (a
+    bench's warm-up) calls auto exactly until then, and gives back every result."""
     chooser = dispatcher()
     chooser.calibration(PI).models["numba"] = linear(1e-3, 1e9)
-    for _ in range(60):
-        assert partally.compute(101, workload="pi") == count_range("pi", 0, 101)
+    results = chooser.settle(PI, 101, lambda: partally.compute(101, workload="pi"))
+    samples = race.Race.among(("a",), 2e-5).samples
+    assert results == [count_range("pi", 0, 101)] * 2 * samples  # python and native, in turn
+    assert not chooser.racing(PI, 101)
     assert chooser.choose(PI, 101) == "native"
+    assert chooser.settle(PI, 101, lambda: 7) == [7]  # settled: one call, nothing more
 
 
 def test_a_race_is_only_among_near_ties_and_never_for_long_calls():

@@ -30,6 +30,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import TypeVar
 from dataclasses import dataclass, field
 
 from partally import _format
@@ -48,6 +49,7 @@ from partally.workloads import Workload
 FIXED_ORDER = ("native", "numba", "python")
 _STARTED_BELOW_S = 1e-3  # a one-time start cheaper than this counts as none
 _MEMO_MAX = 4096
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -348,6 +350,21 @@ class Dispatcher:
         """Whether auto's calls at n are still shared among contenders (its own warm-up: a bench
         calls it until this is False before timing its steady state)."""
         return (workload.key, n) in self._races
+
+    def settle(self, workload: Workload, n: int, call: Callable[[], T]) -> list[T]:
+        """Run ``call`` (one ``auto`` call at n) until auto's race at n is over, so that the calls
+        after it time the backend auto settled on (a bench's warm-up); every result, in order, for
+        the caller to check. Bounded by the race's own length: a ``call`` that does not reach auto
+        at n cannot loop."""
+        results = [call()]  # starts the race, if there is one
+        with self._lock:
+            race = self._races.get((workload.key, n))
+            most = race.samples * len(race.contenders) if race is not None else 0
+        for _ in range(most):
+            if not self.racing(workload, n):
+                break
+            results.append(call())
+        return results
 
     def choose(self, workload: Workload, n: int) -> str:
         """The backend ``auto`` settles on at n: a finished race's winner, else the models'

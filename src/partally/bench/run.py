@@ -43,7 +43,6 @@ from partally.workloads import Workload
 
 SEED = 0
 AUTO = "auto"
-SETTLE_CALLS = 200  # auto's race at one n takes at most 25 calls of each of a few contenders
 
 CHECKERS = ("native", "numba")  # run untimed to cross-check large sizes when not benchmarked
 
@@ -205,18 +204,6 @@ def _auto_choice(workload: Workload, n: int) -> str | None:
         return dispatcher().choose(workload, n)
     except Exception:  # the label is only informative
         return None
-
-
-def _settle(workload: Workload, n: int, call: Callable[[int], Any], results: list[Any]) -> None:
-    """Call auto at n (results kept for the check) until its race there is over (at most
-    ``SETTLE_CALLS`` calls), so that its samples time the backend it settled on."""
-    from partally.auto import dispatcher
-
-    results.append(call(n))  # starts the race, if there is one
-    for _ in range(SETTLE_CALLS):
-        if not dispatcher().racing(workload, n):
-            return
-        results.append(call(n))
 
 
 class _References:
@@ -491,7 +478,9 @@ def _measure(
     if estimate < 0.05:  # one more untimed call at this very size: first-touch costs
         results.append(call(n))
     if name == AUTO:  # auto's own warm-up: the race among near-tied backends at this n
-        _settle(workload, n, call, results)
+        from partally.auto import dispatcher
+
+        results.extend(dispatcher().settle(workload, n, lambda: call(n)))
 
     def sample() -> None:
         for _ in range(calls):

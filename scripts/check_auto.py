@@ -12,8 +12,8 @@ near-tied backends at that n is over (its own warm-up: ``partally.auto.race``), 
 in each round every one of them takes one sample, in an order shuffled afresh (so no backend always
 runs after Numba, whose OpenMP threads spin on after its call, and a busy spell of this shared
 machine lands on any of them alike). A sample is one call, or k calls back to back when one call is
-shorter than ``MIN_SAMPLE_S`` (the same k for every backend at that size: the smallest call's); its
-time is per call. The number of rounds is the same for all at a size (more for short calls).
+shorter than ``MIN_SAMPLE_S`` (k from that one's first call: a sample of each is about as long);
+its time is per call. The number of rounds is the same for all at a size (more for short calls).
 Reported: the median and the 90th percentile of each one's samples; auto passes at a size when its
 median is at most ``--ratio`` times the fastest backend's median (the fastest by median). The exit
 status is 1 if auto fails at any size.
@@ -88,15 +88,18 @@ def measure(
     # auto's own warm-up: its race among near-tied backends at this n
     if set(dispatcher().settle(workload, n, runs[AUTO])) != {counts[AUTO]}:
         raise SystemExit(f"auto's counts disagree at n = {n}")
+    started = time.perf_counter()  # auto's first call had its calibration and race in it
+    runs[AUTO]()
+    first[AUTO] = time.perf_counter() - started
     if len(set(counts.values())) != 1:
         raise SystemExit(f"counts disagree at n = {n}: {counts}")
-    calls = max(1, min(1000, int(MIN_SAMPLE_S / max(min(first.values()), 1e-7))))
+    calls = {name: max(1, min(1000, int(MIN_SAMPLE_S / max(t, 1e-7)))) for name, t in first.items()}
     samples: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs)
     for _ in range(_rounds(max(first.values()))):
         draw.shuffle(order)
         for name in order:
-            samples[name].append(_sample(runs[name], calls))
+            samples[name].append(_sample(runs[name], calls[name]))
     return samples
 
 

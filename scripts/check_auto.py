@@ -18,8 +18,8 @@ Reported: the median and the 90th percentile of each one's samples; auto passes 
 median is at most ``--ratio`` times the fastest backend's median (the fastest by median). The exit
 status is 1 if auto fails at any size.
 
-A backend is left out at a size where one call is predicted (10x its median at the size before) to
-take longer than ``--python-limit`` s for the pure-Python loops, ``--limit`` s for the rest; that
+A backend is left out at a size where one call is predicted (10x its median at the size before; at
+the first size, a pure-Python loop by the workload's ``python_cost_s``) to take longer than ``--python-limit`` s for the pure-Python loops, ``--limit`` s for the rest; that
 is listed under the table. Ray is timed only with RAY_ADDRESS set (no local Ray is started).
 """
 
@@ -133,7 +133,8 @@ def check(text: str, sizes: list[int], names: list[str], args: argparse.Namespac
             limit = args.python_limit if name in PYTHON_LOOPS else args.limit
             if name in dropped:
                 continue
-            if last.get(name, 0.0) * 10 > limit:
+            guess = n * workload.python_cost_s if name in PYTHON_LOOPS else 0.0  # the first size
+            if (last.get(name, 0.0) * 10 if last else guess) > limit:
                 dropped.add(name)
                 left_out.append(f"{name} from {size(n)} on")
                 continue

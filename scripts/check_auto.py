@@ -19,8 +19,9 @@ median is at most ``--ratio`` times the fastest backend's median (the fastest by
 status is 1 if auto fails at any size.
 
 A backend is left out at a size where one call is predicted (10x its median at the size before; at
-the first size, a pure-Python loop by the workload's ``python_cost_s``) to take longer than ``--python-limit`` s for the pure-Python loops, ``--limit`` s for the rest; that
-is listed under the table. Ray is timed only with RAY_ADDRESS set (no local Ray is started).
+the first size, a pure-Python loop by the workload's ``python_cost_s``) to take longer than
+``--python-limit`` s for the pure-Python loops, ``--limit`` s for the rest; that is listed under
+the table. Ray is timed only with RAY_ADDRESS set (no local Ray is started).
 """
 
 from __future__ import annotations

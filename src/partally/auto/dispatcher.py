@@ -292,6 +292,13 @@ class Dispatcher:
     def dispatch(self, workload: Workload, n: int) -> tuple[str, Callable[[float], None] | None]:
         """The backend ``compute(n, backend="auto", workload=workload)`` runs on now, and, while
         that n is raced, the function to call with the run's seconds (else None)."""
+        return self._next(workload, n, turn=True)
+
+    def _next(
+        self, workload: Workload, n: int, *, turn: bool
+    ) -> tuple[str, Callable[[float], None] | None]:
+        """``dispatch`` when ``turn`` (starts a race where the models leave near ties, and takes
+        its next turn), else ``choose``'s answer (the models' choice while nothing is settled)."""
         key = (workload.key, n)
         found = self._memo.get(key)
         if found is not None:
@@ -300,14 +307,16 @@ class Dispatcher:
             race = self._races.get(key)
             if race is None:
                 explanation, final, names = self._decide_race(workload, n)
-                if len(names) == 1:
+                if len(names) == 1 or not turn:
                     self._sent.add(explanation.backend)  # compute runs it next
-                    if final:
+                    if final and len(names) == 1:
                         self._remember(key, explanation.backend)
                     return explanation.backend, None
                 if len(self._races) >= _MEMO_MAX:
                     self._races.clear()
                 race = self._races[key] = Race.among(names, explanation.predicted[names[0]])
+            if not turn:
+                return race.contenders[0], None
             name = race.next()
             self._sent.add(name)
             return name, functools.partial(self._timed, key, name)
@@ -368,20 +377,8 @@ class Dispatcher:
 
     def choose(self, workload: Workload, n: int) -> str:
         """The backend ``auto`` settles on at n: a finished race's winner, else the models'
-        choice (asking never takes a turn in a race)."""
-        key = (workload.key, n)
-        found = self._memo.get(key)
-        if found is not None:
-            return found
-        with self._lock:
-            race = self._races.get(key)
-            if race is not None:
-                return race.contenders[0]
-            explanation, final, names = self._decide_race(workload, n)
-            self._sent.add(explanation.backend)
-            if final and len(names) == 1:
-                self._remember(key, explanation.backend)
-        return explanation.backend
+        choice (asking never takes a turn in a race, nor starts one)."""
+        return self._next(workload, n, turn=False)[0]
 
     def explain(self, workload: Workload, n: int) -> Explanation:
         """Which backend ``auto`` would choose, and why (may calibrate, never runs the work)."""

@@ -267,7 +267,7 @@ def notes(rows: list[dict[str, Any]], workload: str) -> list[str]:
     if any(row["backend"] == AUTO for row in rows):
         lines.append(
             "auto: compute(n, backend=\"auto\"), with the dispatcher's choice after →; its "
-            "calibration ran in the warm-up, untimed."
+            "calibration ran in the warm-up, untimed. Every row is a compute(n, backend=...) call."
         )
     lines.append("spread: (slowest - fastest) / median of the runs.")
     return lines

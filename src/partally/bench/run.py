@@ -179,18 +179,17 @@ def select_backends(
 
 
 def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], Any]:
-    if backend == AUTO:
-        from partally._api import compute
+    """Every row times ``partally.compute(n, backend=...)``, as a user calls it: auto's and a named
+    backend's per-call costs (checking the arguments) are the same."""
+    from partally._api import compute
 
-        return lambda n: compute(n, backend=AUTO, workload=workload, workers=workers)
-    from partally.backends import get
+    if backend != AUTO:
+        from partally.backends import get
 
-    runner = get(backend)
-    reason = runner.supports(workload)
-    if reason is not None:
-        raise _NotSupported(reason)
-    finish = workload.reduction.finish
-    return lambda n: finish(runner.run(workload, 0, n, workers=workers, seed=SEED), n)
+        reason = get(backend).supports(workload)
+        if reason is not None:
+            raise _NotSupported(reason)
+    return lambda n: compute(n, backend=backend, workload=workload, workers=workers, seed=SEED)
 
 
 class _NotSupported(Exception):

@@ -246,8 +246,8 @@ class CeleryCluster:
         self.workers.append(worker)
         return worker
 
-    def answering(self) -> set[str]:
-        """The names of the workers that answer a ping now."""
+    def answering(self, most: int | None = None) -> set[str]:
+        """The names of the workers that answer a ping within 1 s (sooner once ``most`` have)."""
         from celery import Celery
 
         from partally.celery import QUEUE
@@ -255,7 +255,7 @@ class CeleryCluster:
         app = Celery("partally-tests", set_as_current=False, broker=self.redis.url(),
                      control_exchange=QUEUE)
         try:
-            replies = app.control.ping(timeout=1.0)
+            replies = app.control.ping(timeout=1.0, limit=most)
         finally:
             app.close()
         return {name for reply in replies for name in reply}
@@ -267,7 +267,7 @@ class CeleryCluster:
         want = {worker.name for worker in self.workers if worker.alive()}
         while True:
             ready = all(worker.pool() for worker in self.workers if worker.alive())
-            if ready and self.answering() >= want:
+            if ready and self.answering(len(want)) >= want:
                 return
             dead = [worker for worker in self.workers if not worker.alive()]
             if dead or time.monotonic() > deadline:

@@ -35,7 +35,10 @@ from partally.backends._cluster import ClusterBackend
 from partally.workloads import Workload
 
 _PROBE_S = 2.0  # to connect to the broker or result store and hear it answer
-_PING_S = (1.0, 4.0)  # for the first worker to answer a ping; again, longer (a busy machine)
+# For the first worker to answer a ping, asked again longer each time: a live worker's main loop
+# missed a 1 s ping on a loaded machine, and once 1 + 4 s right after chunks killed its pool's
+# processes three times (CI, quiet machine).
+_PING_S = (1.0, 4.0, 10.0)
 _ALIVE_S = 5.0  # a worker that answered this recently is not asked again before a count
 _STATS_S = 30.0  # how long the workers' process count is kept
 _POLL_S = 1.0  # a wait gives control back this often (Ctrl-C, the watchdog)
@@ -205,8 +208,8 @@ class CeleryBackend(ClusterBackend):
 
     def _ping(self, app: Any) -> bool:
         """Whether a worker of partally's app answers (its remote control is partally's own),
-        asked twice, the second time longer (a stress run saw a live worker on a loaded machine
-        miss a 1 s ping); ``BackendUnavailable`` when the broker fails the ping."""
+        asked up to ``len(_PING_S)`` times, longer each time; ``BackendUnavailable`` when the
+        broker fails the ping."""
         try:
             answered = any(bool(app.control.ping(timeout=wait, limit=1)) for wait in _PING_S)
         except Exception as exc:

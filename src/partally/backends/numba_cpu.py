@@ -73,12 +73,12 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _noting_ctrl_c(at_once: bool = True) -> Iterator[list[bool]]:
-    """Note a Ctrl-C that arrives inside the block, even one that C code turns into an ImportError
-    (numpy's "PyCapsule_Import could not import module" drops the KeyboardInterrupt it met). Only
-    where Python's own SIGINT handler is in place, in the main thread. ``at_once``: it still
-    raises the KeyboardInterrupt as that handler does; else only notes it, for the caller to raise
-    when the block ends (inside llvmlite's ctypes callbacks a raise is only printed and lost)."""
+def _noting_ctrl_c() -> Iterator[list[bool]]:
+    """Note a Ctrl-C that arrives inside the block, for the caller to raise once the block ends.
+    Raised inside it, it can be lost: numpy turns it into an ImportError ("PyCapsule_Import could
+    not import module"), and inside llvmlite's ctypes callbacks or importlib's module-lock weakref
+    callback it is printed as "Exception ignored" with a traceback and dropped. Only where
+    Python's own SIGINT handler is in place, in the main thread."""
     noted: list[bool] = []
     if (
         threading.current_thread() is not threading.main_thread()
@@ -89,8 +89,6 @@ def _noting_ctrl_c(at_once: bool = True) -> Iterator[list[bool]]:
 
     def handler(signum: int, frame: object) -> None:
         noted.append(True)
-        if at_once:
-            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -119,7 +117,7 @@ def _made_unless_ctrl_c(workload: Workload) -> tuple[Callable, type]:
     """``_make_kernel(workload)``; a Ctrl-C that comes meanwhile is raised once it is made (a
     compile takes a second at most; raised inside it, llvmlite's ctypes callbacks print it with a
     traceback and drop it, and Numba's cache loader may swallow it: a long run would go on)."""
-    with _noting_ctrl_c(at_once=False) as ctrl_c:
+    with _noting_ctrl_c() as ctrl_c:
         made = _make_kernel(workload)
     if ctrl_c:
         raise KeyboardInterrupt
@@ -153,8 +151,9 @@ class NumbaBackend(Backend):
         return None
 
     def unavailable(self) -> str | None:
-        """Why numba cannot run here, or None. A Ctrl-C during the import is raised (never a
-        verdict), and only a successful import is kept: a failed one is tried again."""
+        """Why numba cannot run here, or None. A Ctrl-C during the import is raised once the
+        import is over (a second at most; never a verdict), and only a successful import is
+        kept: a failed one is tried again."""
         if self._imported:  # the hot path: no signal handler to swap on every call
             return self._fork_refusal()
         try:
@@ -170,7 +169,7 @@ class NumbaBackend(Backend):
             self._import_interrupted = True
             raise
         self._imported = True
-        if ctrl_c:  # a Ctrl-C that the import swallowed (caught as an ImportError inside it)
+        if ctrl_c:  # noted during the import, which is whole
             raise KeyboardInterrupt
         return self._fork_refusal()
 

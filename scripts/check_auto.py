@@ -13,7 +13,8 @@ in each round every one of them takes one sample, in an order shuffled afresh (s
 runs after Numba, whose OpenMP threads spin on after its call, and a busy spell of this shared
 machine lands on any of them alike). A sample is one call, or k calls back to back when one call is
 shorter than ``MIN_SAMPLE_S`` (k from that one's warm call, the faster of two untimed ones where
-they are short; auto's after its race: a sample of each is about as long); its time is per call. The number of rounds is the same for all at a size (more for short calls).
+they are short; auto's after its race: a sample of each is about as long); its time is per call.
+The number of rounds is the same for all at a size (more for short calls).
 Reported: the median and the 90th percentile of each one's samples; auto passes at a size when its
 median is at most ``--ratio`` times the fastest backend's median (the fastest by median). The exit
 status is 1 if auto fails at any size.

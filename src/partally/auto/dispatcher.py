@@ -30,8 +30,8 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TypeVar
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from partally import _format
 from partally._errors import BackendUnavailable

@@ -70,6 +70,12 @@ def test_unavailable_backend_raises_with_reason(monkeypatch):
     assert issubclass(partally.BackendUnavailable, RuntimeError)
 
 
+def test_backend_failed_is_a_runtime_error_apart_from_the_others():
+    assert issubclass(partally.BackendFailed, RuntimeError)
+    assert not issubclass(partally.BackendFailed, (partally.BackendUnavailable, partally.WorkloadError))
+    assert "BackendFailed" in partally.__all__
+
+
 def test_missing_extension_is_reported_not_raised():
     """With partally._native poisoned, the package imports and `native` says how to fix it."""
     code = (

@@ -210,7 +210,7 @@ def test_the_head_lost_mid_run_fails_clearly_and_soon():
         "print('ready', flush=True)\n"
         "try:\n"
         "    partally.compute(10**12, backend='ray', workload='pi')  # minutes of work\n"
-        "except RuntimeError as exc:\n"
+        "except partally.BackendFailed as exc:\n"
         "    print('error:', exc, flush=True)\n"
     )
     with LocalCluster(cpus=1).start(nodes=2, timeout=90) as doomed:

@@ -359,8 +359,8 @@ def test_a_dead_worker_gives_a_clear_error_and_the_pool_recovers():
 
         try:
             partally.compute(50_000, backend="processes", workload=killer, workers=2)
-        except RuntimeError as exc:
-            print("error:", exc)
+        except partally.BackendFailed as exc:
+            print("error:", type(exc).__name__, exc)
         print("again:", partally.compute(50_000, backend="processes", workload="count", workers=2))
     """
     done = run_script(code)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from partally._api import BackendInfo, backends, compute
 from partally._version import __version__ as __version__
 from partally.auto import Explanation, explain
-from partally._errors import BackendUnavailable, WorkloadError
+from partally._errors import BackendFailed, BackendUnavailable, WorkloadError
 from partally.workloads import Workload, workload
 from partally.workloads.reductions import Extremum
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from partally.io.fetch import FetchResult, afetch_all, fetch_all
 
 __all__ = [
+    "BackendFailed",
     "BackendInfo",
     "BackendUnavailable",
     "Explanation",

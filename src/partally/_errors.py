@@ -2,6 +2,7 @@
 
     RuntimeError
     ├── BackendUnavailable   a backend asked for by name cannot run here (the reason says why)
+    ├── BackendFailed        a backend failed mid-run (a pool broken, a cluster or broker lost)
     └── WorkloadError        the workload's own function raised (names the workload and the i)
 
 Bad arguments raise the built-in ``TypeError`` (wrong type) and ``ValueError`` (wrong value).
@@ -18,6 +19,12 @@ _PACKAGE = str(Path(__file__).parent) + os.sep  # partally's own frames are not 
 
 class BackendUnavailable(RuntimeError):
     """A backend asked for by name cannot run on this machine; the message says why."""
+
+
+class BackendFailed(RuntimeError):
+    """A backend failed mid-run (its pool broke, its cluster or broker was lost); the message
+    says which and what to do, the cause is chained (``__cause__``). No partial result is
+    returned: the call ran on nothing else."""
 
 
 class WorkloadError(RuntimeError):

@@ -25,10 +25,10 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-
-from partally._machine import cores
 from typing import Any
 
+from partally._errors import BackendFailed
+from partally._machine import cores
 from partally.backends._common import Tally, capped_workers, iter_range, run_on_pool
 from partally.backends.base import Backend, Progress
 from partally.workloads import Workload
@@ -204,7 +204,7 @@ class ProcessesBackend(Backend):
         except BrokenProcessPool as exc:
             died = self._died(used[-1])
             self._retire(used[-1], kill=True)
-            raise RuntimeError(
+            raise BackendFailed(
                 f"a worker process of the 'processes' backend died{died} while counting "
                 f"{workload.name!r}; the pool was stopped and the next call starts a new one: "
                 "run again"

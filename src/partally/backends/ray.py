@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from partally._errors import BackendUnavailable, WorkloadError
+from partally._errors import BackendFailed, BackendUnavailable, WorkloadError
 from partally._machine import cpu_device
 from partally._settings import text
 from partally.backends._cluster import ClusterBackend, run_chunk, worker_kernel
@@ -340,7 +340,7 @@ class _RayTasks:
                 head = self.watch.head
                 where = _address() or head
                 shutdown(ours_only=False)
-                raise RuntimeError(
+                raise BackendFailed(
                     f"lost the Ray cluster at {where} mid-run: its head (GCS at {head}) has not "
                     f"answered for {_HEAD_LOST_S:g} s; the count was not finished. Check the head "
                     "node (`ray status`), restart it if needed (`ray start --head`), and run again"
@@ -355,7 +355,7 @@ class _RayTasks:
                 raise exc.cause from None
             raise  # the kernel's own error, re-raised as its own type too
         except self.ray.exceptions.RayError as exc:
-            raise RuntimeError(
+            raise BackendFailed(
                 f"a Ray task of the 'ray' backend failed after {_MAX_RETRIES} retries: {exc}"
             ) from exc
 

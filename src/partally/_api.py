@@ -93,7 +93,7 @@ def compute(
     reason = runner.unavailable()
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not available here: {reason}")
-    reason = runner.supports(chosen)
+    reason = runner.supports(chosen, n)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
     workers = workers or runner.default_workers()

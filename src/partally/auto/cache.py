@@ -24,6 +24,7 @@ from partally._machine import cores, cpu_device, gpu_names
 from partally._settings import cache_folder
 from partally.auto.calibration import Calibration
 from partally.auto.models import Model
+from partally.workloads import INDEX_LIMIT
 
 FORMAT = 1
 _OPTIONAL = ("numba", "numba_cuda", "cupy", "ray", "celery", "partally._native")
@@ -112,6 +113,8 @@ def parse(entry: object) -> Calibration | None:
                 tuple(int(n) for n in model["sizes"]),
                 tuple(float(t) for t in model["seconds"]),
                 float(model["startup"]),
+                str(model.get("source", "calibration")),
+                float(model.get("at", 0.0)),
             )
             for name, model in entry["models"].items()
         }
@@ -121,6 +124,9 @@ def parse(entry: object) -> Calibration | None:
         ):
             return None
         load = float(entry.get("load", 0.0))
-        return Calibration(models, skipped, int(entry["workers"]), float(entry["elapsed_s"]), load)
+        domain = int(entry.get("domain", INDEX_LIMIT))
+        return Calibration(
+            models, skipped, int(entry["workers"]), float(entry["elapsed_s"]), load, domain
+        )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None

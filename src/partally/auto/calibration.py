@@ -28,6 +28,7 @@ models live in memory for this process.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,9 +41,11 @@ from partally.auto.models import Model, fastest, fit
 from partally.backends import Backend
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
-from partally.workloads import Workload
+from partally.workloads import INDEX_LIMIT, Workload
 
-ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long
+ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long (and grows as work)
+SAMPLE_S = 1e-3  # a timed sample lasts at least this: short calls are timed in batches
+DISAGREE = 3.0  # a size whose slowest sample is over this times its fastest is timed again
 LADDER = (32, *(10**k for k in range(2, 13)))
 NOT_CONFIGURED = "not timed: no cluster configured"  # a remote backend without its address
 HANDOFF_S = 20e-6  # least cost of handing work to a pool thread or process (measured: 0.3 ms)
@@ -62,23 +65,43 @@ class Calibration:
     workers: int = 1  # the workers the backends were timed with (every core)
     elapsed_s: float = 0.0  # how long the calibration took
     load: float = 0.0  # the 1-minute load average when it started
+    domain: int = INDEX_LIMIT  # the largest n timed: a user function's range [0, n) ends there
+    noisy: bool = False  # some timings disagreed with each other: kept in memory, never cached
 
     def to_json(self) -> dict[str, object]:
         return {
             "models": {
-                name: {"sizes": list(m.sizes), "seconds": list(m.seconds), "startup": m.startup}
+                name: {
+                    "sizes": list(m.sizes),
+                    "seconds": list(m.seconds),
+                    "startup": m.startup,
+                    "source": m.source,
+                    "at": m.at,
+                }
                 for name, m in self.models.items()
             },
             "skipped": dict(self.skipped),
             "workers": self.workers,
             "elapsed_s": self.elapsed_s,
             "load": self.load,
+            "domain": self.domain,
         }
 
 
-def limit(workload: Workload) -> int:
-    """The largest n to calibrate or chart crossovers for."""
-    return min(workload.limit, 10**12)
+def limit(workload: Workload, n: int | None = None) -> int:
+    """The largest n to calibrate or chart crossovers for: a user function only inside the
+    range [0, n) of the call that asked (it may be defined nowhere else), a built-in anywhere."""
+    domain = n if n is not None and not workload.builtin else INDEX_LIMIT
+    return min(workload.limit, 10**12, domain)
+
+
+def ladder(workload: Workload, n: int | None = None) -> list[int]:
+    """The sizes to time, up to ``limit(workload, n)`` (which is one of them), at least two."""
+    top = limit(workload, n)
+    sizes = [size for size in LADDER if size < top]
+    if top <= LADDER[-1]:
+        sizes.append(top)
+    return sizes if len(sizes) >= 2 else [max(1, top // 2), top]
 
 
 def _gil_enabled() -> bool:
@@ -86,12 +109,17 @@ def _gil_enabled() -> bool:
 
 
 def _dominated(
-    name: str, models: Mapping[str, Model], workload: Workload, workers: int, gil_bound: bool
+    name: str,
+    models: Mapping[str, Model],
+    workload: Workload,
+    workers: int,
+    gil_bound: bool,
+    domain: int,
 ) -> str | None:
     """Why the pool backend ``name`` cannot beat the measured models at any n, or None."""
     speedup = 1 if gil_bound and _gil_enabled() else workers
     python = models["python"]
-    hi = limit(workload)
+    hi = limit(workload, domain)
     sizes = [n for n in (round(10 ** (e / 10)) for e in range(15, 130)) if n <= hi] + [hi]
     for n in sizes:  # its best case: the Python loop split over every core, plus a hand-off
         if min(m.predict(n) for m in models.values()) > python.predict(n) / speedup + HANDOFF_S:
@@ -106,8 +134,29 @@ def _dominated(
 
 
 def _repeats(estimate: float) -> int:
-    """Runs per size: 3 for long runs, up to 15 for short, noisy ones."""
+    """Samples per size: 3 for long runs, up to 15 for short, noisy ones."""
     return 3 if estimate > ENOUGH_S / 2 else min(15, max(5, int(2e-3 / max(estimate, 1e-9))))
+
+
+def _batch(estimate: float) -> int:
+    """Calls per sample: a sample lasts at least ``SAMPLE_S``, so that microsecond calls are
+    timed above the clock's and the scheduler's noise, never one call at a time."""
+    return max(1, min(1000, math.ceil(SAMPLE_S / max(estimate, 1e-9))))
+
+
+def _grows_as_work(sizes: list[int], medians: list[float]) -> bool:
+    """Whether the last step up the ladder took long enough and grew as work does: at least
+    ``ENOUGH_S``, and by a factor within 4x either way of the sizes' (a loop over n that grows
+    much faster than n was stalled by a busy machine; one that barely grows is per-call cost)."""
+    if len(sizes) < 2 or medians[-1] < ENOUGH_S or medians[-2] <= 0:
+        return False
+    ratio = sizes[-1] / sizes[-2]
+    return ratio / 4 <= medians[-1] / medians[-2] <= ratio * 4
+
+
+def _disagree(timing: _timing.Timing) -> bool:
+    """Whether a size's samples disagree with each other: the slowest over 3x the fastest."""
+    return max(timing.samples) > DISAGREE * min(timing.samples)
 
 
 _FRESH_START = """
@@ -151,8 +200,10 @@ def _ladder(
     share: float,
     reference: dict[int, Any],
     startups: dict[str, float],
-) -> Model:
-    """Time ``backend`` up the size ladder until a run takes ``ENOUGH_S`` or ``share`` s pass.
+    sizes_allowed: list[int],
+) -> tuple[Model, bool]:
+    """Time ``backend`` up the size ladder until a run takes ``ENOUGH_S`` and grows as work,
+    or ``share`` s pass; the model, and whether some size's samples disagreed (timed twice).
 
     The first call (the one-time start) is timed on its own and is not part of the share. A
     backend already started in this process (by the bench, an earlier calibration) has its start
@@ -164,32 +215,48 @@ def _ladder(
     def run(n: int) -> Callable[[], Any]:
         return lambda: reduction.finish(backend.run(workload, 0, n, workers=workers, seed=0), n)
 
+    def batched(n: int, calls: int) -> Callable[[], Any]:
+        one = run(n)
+
+        def batch() -> Any:
+            for _ in range(calls):
+                result = one()
+            return result
+
+        return batch
+
     was_started = backend.has_startup and backend.started
+    first_n = sizes_allowed[0]
     start = clock()
-    first = run(LADDER[0])()  # the one-time start: JIT, pool, context
+    first = run(first_n)()  # the one-time start: JIT, pool, context
     first_s = clock() - start
     deadline = clock() + share
-    sizes, medians = [], []
-    for n in LADDER:
-        if n > limit(workload):
-            break
+    sizes: list[int] = []
+    medians: list[float] = []
+    noisy = False
+    for n in sizes_allowed:
         if len(sizes) >= 2:
-            if medians[-1] >= ENOUGH_S and medians[-1] > 2 * medians[-2]:
-                break  # long enough, and growing with n: work, not a stall, dominates
+            if _grows_as_work(sizes, medians):
+                break  # long enough, and growing with n as work does: not a stall
             estimate = fit(sizes[-2:], medians[-2:]).predict(n)
-            if clock() + estimate * _repeats(estimate) > deadline:
-                break
         else:
             estimate = medians[-1] if medians else first_s
-        repeat = _repeats(estimate)
-        timing, result = _timing.measure(run(n), repeat)
-        if n == LADDER[0] and not reduction.same(first, result):
+        repeat, calls = _repeats(estimate), _batch(estimate)
+        if sizes and clock() + estimate * repeat * calls > deadline:
+            break
+        timing, result = _timing.measure(batched(n, calls), repeat)
+        if _disagree(timing):  # a stall of a busy machine: once more, then say so
+            timing, result = _timing.measure(batched(n, calls), repeat)
+            noisy = noisy or _disagree(timing)
+        if n == first_n and not reduction.same(first, result):
             raise ValueError(f"gave {first!r}, then {result!r} over [0, {n})")
         if n in reference and not reduction.same(reference[n], result):
             raise ValueError(f"gave {result!r} over [0, {n}), the Python loop {reference[n]!r}")
         reference.setdefault(n, result)
         sizes.append(n)
-        medians.append(timing.median)
+        medians.append(timing.median / calls)
+    if len(sizes) < 2:  # the share ran out after one size: a second, shorter one to fit through
+        raise ValueError(f"its share of the budget ({share:.3g} s) was spent on one size")
     if not backend.has_startup:
         startup = 0.0
     elif backend.name in startups:
@@ -199,13 +266,14 @@ def _ladder(
     else:
         startup = max(first_s - medians[0], 0.0)
     startups.setdefault(backend.name, startup)
-    return fit(sizes, medians, startup)
+    return fit(sizes, medians, startup, at=time.time()), noisy
 
 
 def candidates(
-    workload: Workload, names: Iterable[str] | None = None
+    workload: Workload, names: Iterable[str] | None = None, n: int | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """The backends to calibrate here for ``workload``, and those left out with the reason why."""
+    """The backends to calibrate here for ``workload`` (up to n), and those left out with the
+    reason why."""
     chosen, skipped = [], {}
     for name in backend_names() if names is None else names:
         try:
@@ -213,7 +281,7 @@ def candidates(
             if backend.remote and not backend.configured():
                 skipped[name] = f"{NOT_CONFIGURED} (set {backend.setting})"
                 continue
-            reason = backend.refusal(workload)
+            reason = backend.refusal(workload, None if n is None else limit(workload, n))
         except Exception as exc:  # a probe must not stop the others  # noqa: BLE001
             reason = f"its availability probe failed: {exc!r}"
         if reason is None:
@@ -239,9 +307,11 @@ def calibrate(
     workers: int | None = None,
     backends: Mapping[str, Backend] | None = None,
     startups: dict[str, float] | None = None,
+    n: int | None = None,
 ) -> Calibration:
     """Time every available backend (or ``names``) on ``workload`` and fit their models, in about
-    ``budget`` seconds (default: the workload's ``calibration_s``).
+    ``budget`` seconds (default: the workload's ``calibration_s``); a user workload only inside
+    [0, n) of the call that asked (``limit``).
 
     ``backends`` maps names to backends instead of the registry (tests use fakes); ``startups``
     holds the one-time starts already measured in this process, and gets the new ones.
@@ -254,7 +324,7 @@ def calibrate(
         names, skipped = list(backends), {}
         get = backends.__getitem__
     else:  # asking may compile (numba on a user workload): a one-time start, outside the budget
-        names, skipped = candidates(workload, names)
+        names, skipped = candidates(workload, names, n)
         get = get_backend
     began = clock()
     if "python" not in names:
@@ -264,16 +334,21 @@ def calibrate(
     models: dict[str, Model] = {}
     reference: dict[int, Any] = {}
     starts = 0.0  # one-time starts: outside the budget
+    sizes = ladder(workload, n)
+    noisy = False
     for k, name in enumerate(order):
         backend = get(name)
         if name in pools:
-            why = _dominated(name, models, workload, workers, backend.gil_bound)
+            why = _dominated(name, models, workload, workers, backend.gil_bound, sizes[-1])
             if why is not None:
                 skipped[name] = why
                 continue
         share = (budget - (clock() - began - starts)) / (len(order) - k)
         try:
-            models[name] = _ladder(backend, workload, workers, share, reference, startups)
+            models[name], disagreed = _ladder(
+                backend, workload, workers, share, reference, startups, sizes
+            )
+            noisy = noisy or disagreed
             starts += models[name].startup
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -281,4 +356,4 @@ def calibrate(
             if name == "python":
                 raise
             skipped[name] = f"failed during calibration: {exc}"
-    return Calibration(models, skipped, workers, clock() - began, load)
+    return Calibration(models, skipped, workers, clock() - began, load, sizes[-1], noisy)

@@ -24,10 +24,13 @@ measured again once it is quiet (under half that load): once per process and wor
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import os
+import statistics
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +43,7 @@ from partally._settings import Settings
 from partally.auto import calibration as _calibration
 from partally.auto.cache import CalibrationCache
 from partally.auto.calibration import Calibration
-from partally.auto.models import TIE, TINY, Model, pick
+from partally.auto.models import TIE, TINY, Model, corrected, pick
 from partally.auto.race import Race, contenders
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
@@ -49,6 +52,10 @@ from partally.workloads import Workload
 FIXED_ORDER = ("native", "numba", "python")
 _STARTED_BELOW_S = 1e-3  # a one-time start cheaper than this counts as none
 _MEMO_MAX = 4096
+OUTGROWN = 100  # a user workload timed up to d is timed again for an n past d times this
+OFF_BY = 3.0  # a real call this many times off its prediction (either way) refits the model
+PROBE_SHARE = 0.1  # a backend predicted far slower is probed at an n costing this share of a call
+PROBE_ABOVE_S = 5e-3  # ... when the call took at least this (below, a wrong choice costs little)
 T = TypeVar("T")
 
 
@@ -68,6 +75,7 @@ class Explanation:
     predicted: dict[str, float] = field(default_factory=dict)
     not_started: tuple[str, ...] = ()
     values: str = ""  # what is reduced, e.g. "sum of float values (inferred from f(0, 0))"
+    sources: dict[str, str] = field(default_factory=dict)  # where each prediction came from
 
     def __str__(self) -> str:
         what = f"{self.workload}, {self.values}" if self.values else self.workload
@@ -76,6 +84,7 @@ class Explanation:
             times = ", ".join(
                 f"{name} {_format.seconds(t)}"
                 + (" incl. first-call start" if name in self.not_started else "")
+                + (f" ({self.sources[name]})" if name in self.sources else "")
                 for name, t in self.predicted.items()
             )
             text += f"; predicted: {times}"
@@ -105,6 +114,43 @@ def _stale(found: Calibration) -> bool:
     if _calibration.newly_configured(found):
         return True
     return found.load >= cores() and load_average() < found.load / 2
+
+
+def _outgrown(found: Calibration, workload: Workload, n: int | None) -> bool:
+    """Whether a user workload's calibration was timed on a range far smaller than [0, n)
+    (it could time the function only inside the range of the call that asked)."""
+    return n is not None and not workload.builtin and n > found.domain * OUTGROWN
+
+
+def _provenance(model: Model) -> str:
+    """Where a model's prediction came from, and its age: "calibration, 3 min ago"."""
+    if not model.at:
+        return model.source
+    age = max(time.time() - model.at, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if age >= size:
+            return f"{model.source}, {age / size:.0f} {unit} ago"
+    return f"{model.source}, {age:.0f} s ago"
+
+
+def _off(predicted: float, seconds: float) -> bool:
+    """Whether a real time is ``OFF_BY`` or more off its prediction, either way."""
+    return seconds > predicted * OFF_BY or seconds * OFF_BY < predicted
+
+
+def _probe_size(model: Model, n: int, seconds: float) -> int | None:
+    """The largest size in [TINY, n] that ``model`` says runs within ``seconds`` with its
+    one-time start, or None."""
+    if model.startup + model.predict(TINY) > seconds:
+        return None
+    lo, hi = TINY, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if model.startup + model.predict(mid) <= seconds:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _call_if_alive(method: weakref.WeakMethod) -> None:
@@ -137,6 +183,9 @@ class Dispatcher:
         self._memo: dict[tuple[str, int], str] = {}
         self._races: dict[tuple[str, int], Race] = {}  # in progress
         self._raced: dict[tuple[str, int], dict[str, float]] = {}  # finished: median seconds
+        self._seen: dict[tuple[str, str, int], collections.deque[float]] = {}  # real calls
+        self._started_before: dict[str, set[str]] = {}  # backends past their first auto call
+        self._probed: set[tuple[str, int]] = set()  # (workload, n) whose others were probed
         if hasattr(os, "register_at_fork"):  # a forked child asks the backends again
             forget = weakref.WeakMethod(self._forget_backends)
             os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
@@ -166,15 +215,23 @@ class Dispatcher:
                 self._settings = Settings.from_environment(backend_names())
             return self._settings
 
-    def unavailable(self, name: str, workload: Workload) -> str | None:
-        """Why backend ``name`` cannot run ``workload`` here (asked once), or None."""
+    def unavailable(self, name: str, workload: Workload, n: int | None = None) -> str | None:
+        """Why backend ``name`` cannot run ``workload`` here (asked once), or over [0, n) (a
+        compiled backend trusts a user function per range: asked per n, a lookup once the
+        range is checked), or None."""
         key = (name, workload.key)
         if key not in self._available:
             try:
                 self._available[key] = get_backend(name).refusal(workload)
             except Exception as exc:  # a probe must never stop the dispatch  # noqa: BLE001
                 self._available[key] = f"its availability probe failed: {exc!r}"
-        return self._available[key]
+        found = self._available[key]
+        if found is None and n is not None and not workload.builtin:
+            try:
+                found = get_backend(name).supports(workload, n)
+            except Exception as exc:  # noqa: BLE001 - as above
+                found = f"its trust check failed: {exc!r}"
+        return found
 
     def _is_started(self, name: str, startup: float) -> bool:
         """Whether ``name``'s one-time start (JIT, pool) is already paid in this process."""
@@ -185,32 +242,45 @@ class Dispatcher:
         except ValueError:
             return False
 
-    def calibration(self, workload: Workload, *, measure: bool = True) -> Calibration | None:
-        """The models for ``workload``: in memory, cached on disk, else measured (if ``measure``)."""
+    def calibration(
+        self, workload: Workload, n: int | None = None, *, measure: bool = True
+    ) -> Calibration | None:
+        """The models for ``workload``: in memory, cached on disk, else measured (if
+        ``measure``; a user workload inside [0, n) only, and again for an n far past the
+        range it was timed on)."""
         with self._lock:
             found = self._calibrations.get(workload.key)
-            if found is not None:
+            if found is not None and not (measure and _outgrown(found, workload, n)):
                 return found
-            found = self.cache.load(workload.key)
-            if found is not None and measure and _stale(found):
+            if found is None:
+                found = self.cache.load(workload.key)
+            if found is not None and measure and (_stale(found) or _outgrown(found, workload, n)):
                 found = None
             if found is None:
                 if not measure:
                     return None
-                found = self._measure(workload)
-                self.cache.save(workload.key, found)
+                found = self._measure(workload, n)
+                self._save(workload, found)
             self._calibrations[workload.key] = found
             return found
 
-    def _measure(self, workload: Workload) -> Calibration:
-        return self._calibrate(workload, startups=self._startups)
+    def _measure(self, workload: Workload, n: int | None = None) -> Calibration:
+        return self._calibrate(workload, startups=self._startups, n=n)
 
-    def recalibrate(self, workload: Workload) -> tuple[Calibration, str | None]:
+    def _save(self, workload: Workload, found: Calibration) -> str | None:
+        """Cache ``found`` on disk, unless its timings disagreed (then: why not)."""
+        if found.noisy:
+            return "its timings disagreed with each other (a busy machine): kept for this process"
+        return self.cache.save(workload.key, found)
+
+    def recalibrate(
+        self, workload: Workload, n: int | None = None
+    ) -> tuple[Calibration, str | None]:
         """Measure ``workload`` again and use it from now on; also return why it could not be
         cached on disk (None when it was)."""
         with self._lock:
-            found = self._measure(workload)
-            problem = self.cache.save(workload.key, found)
+            found = self._measure(workload, n)
+            problem = self._save(workload, found)
             self._calibrations[workload.key] = found
             self._forget_choices()
             return found, problem
@@ -220,7 +290,7 @@ class Dispatcher:
         settings = self.settings
         forced = settings.forced
         if forced is not None:
-            reason = self.unavailable(forced, workload)
+            reason = self.unavailable(forced, workload, n)
             if reason is not None:
                 raise BackendUnavailable(
                     f"PARTALLY_BACKEND={forced!r} names a backend that cannot run "
@@ -232,10 +302,12 @@ class Dispatcher:
             why = f"n < {TINY}: the pure-Python loop"
             return Explanation(n, workload.name, "python", why), True
         if settings.no_calibrate:
-            name = next(name for name in FIXED_ORDER if self.unavailable(name, workload) is None)
+            name = next(
+                name for name in FIXED_ORDER if self.unavailable(name, workload, n) is None
+            )
             why = f"fixed order {', '.join(FIXED_ORDER)} (PARTALLY_NO_CALIBRATE is set)"
             return Explanation(n, workload.name, name, why), True
-        models = self.calibration(workload).models
+        models = self.calibration(workload, n).models
         warm, predicted, not_started = {}, {}, []
         for name, model in models.items():
             if _unconfigured(name):
@@ -245,9 +317,9 @@ class Dispatcher:
             if not self._is_started(name, model.startup):
                 predicted[name] += model.startup
                 not_started.append(name)
-        chosen = self._pick(predicted, models, workload, probe=True)
+        chosen = self._pick(predicted, models, workload, n, probe=True)
         # Final when the choice would stand with every backend started (nothing can change it).
-        final = self._pick(warm, models, workload, probe=False) == chosen
+        final = self._pick(warm, models, workload, n, probe=False) == chosen
         ordered = {name: predicted[name] for name in sorted(predicted, key=predicted.__getitem__)}
         best = next(iter(ordered))
         if chosen == best:
@@ -259,7 +331,10 @@ class Dispatcher:
             )
         else:
             why = f"least predicted time among the backends available ({best!r} is not)"
-        explanation = Explanation(n, workload.name, chosen, why, ordered, tuple(not_started))
+        sources = {name: _provenance(models[name]) for name in ordered}
+        explanation = Explanation(
+            n, workload.name, chosen, why, ordered, tuple(not_started), sources=sources
+        )
         return explanation, final
 
     def _pick(
@@ -267,6 +342,7 @@ class Dispatcher:
         predicted: dict[str, float],
         models: dict[str, Model],
         workload: Workload,
+        n: int,
         *,
         probe: bool,
     ) -> str:
@@ -277,7 +353,9 @@ class Dispatcher:
         """
         ranked = sorted(predicted, key=predicted.__getitem__)
         if probe:  # best first, and only as far as the choice needs: a probe may import numba
-            best = next((name for name in ranked if self.unavailable(name, workload) is None), None)
+            best = next(
+                (name for name in ranked if self.unavailable(name, workload, n) is None), None
+            )
             if best is None:
                 return "python"
             bound = predicted[best] * (1 + TIE)
@@ -285,14 +363,83 @@ class Dispatcher:
                 name
                 for name in ranked
                 if predicted[name] <= bound
-                and (name == best or self.unavailable(name, workload) is None)
+                and (name == best or self.unavailable(name, workload, n) is None)
             ]
         return pick({name: predicted[name] for name in ranked}, models)
 
     def dispatch(self, workload: Workload, n: int) -> tuple[str, Callable[[float], None] | None]:
-        """The backend ``compute(n, backend="auto", workload=workload)`` runs on now, and, while
-        that n is raced, the function to call with the run's seconds (else None)."""
-        return self._next(workload, n, turn=True)
+        """The backend ``compute(n, backend="auto", workload=workload)`` runs on now, and the
+        function to call with the run's seconds (None where no model was consulted): every
+        call auto makes is a measurement (``observe``), and while n is raced, a turn."""
+        name, timed = self._next(workload, n, turn=True)
+        if timed is not None or n < TINY or workload.key not in self._calibrations:
+            return name, timed
+        return name, functools.partial(self.observe, workload, n, name)
+
+    def observe(self, workload: Workload, n: int, name: str, seconds: float) -> None:
+        """A call of ``name`` at n took ``seconds``. Where its model is ``OFF_BY`` off (the
+        median of its last three calls at n, either way), the model is refitted through it
+        (``models.corrected``) and cached; after a long call, another backend predicted far
+        slower than this call took is probed once at a size that costs a small share of it,
+        and refitted likewise when it is off (a calibration under load predicted numba at
+        1000 s for a call it runs in 0.25 s)."""
+        with self._lock:
+            found = self._calibrations.get(workload.key)
+            model = None if found is None else found.models.get(name)
+            if model is None:
+                return
+            if len(self._seen) >= _MEMO_MAX:
+                self._seen.clear()
+                self._probed.clear()
+            began = self._started_before.setdefault(workload.key, set())
+            if name in began or not get_backend(name).has_startup:  # a first call paid a start
+                history = self._seen.setdefault((workload.key, name, n), collections.deque(maxlen=3))
+                history.append(seconds)
+                typical = statistics.median(history)
+                if len(history) >= 2 and _off(model.predict(n), typical):
+                    self._correct(workload, name, n, typical)
+            began.add(name)
+            probe = seconds >= PROBE_ABOVE_S and (workload.key, n) not in self._probed
+            if probe:
+                self._probed.add((workload.key, n))
+        if probe:
+            self._probe_others(workload, n, name, seconds)
+
+    def _correct(self, workload: Workload, name: str, n: int, seconds: float) -> None:
+        """Refit ``name``'s model of ``workload`` through a real time at n, cache it, decide
+        again."""
+        with self._lock:
+            found = self._calibrations[workload.key]
+            models = dict(found.models)
+            models[name] = corrected(models[name], n, seconds, time.time())
+            found = dataclasses.replace(found, models=models, noisy=False)
+            self._calibrations[workload.key] = found
+            self.cache.save(workload.key, found)
+            self._forget_choices()
+
+    def _probe_others(self, workload: Workload, n: int, name: str, seconds: float) -> None:
+        """Time, once, each backend predicted over ``OFF_BY`` times slower at n than ``name``
+        took, at the largest size up to n its model says costs ``PROBE_SHARE`` of that (its
+        one-time start included); refit it where the model is off."""
+        found = self._calibrations.get(workload.key)
+        if found is None:
+            return
+        for other, model in found.models.items():
+            if other == name or _unconfigured(other) or model.predict(n) <= OFF_BY * seconds:
+                continue
+            size = _probe_size(model, n, PROBE_SHARE * seconds)
+            if size is None or self.unavailable(other, workload, size) is not None:
+                continue
+            backend = get_backend(other)
+            try:
+                backend.run(workload, 0, size, workers=backend.default_workers(), seed=0)  # warm
+                began = time.perf_counter()
+                backend.run(workload, 0, size, workers=backend.default_workers(), seed=0)
+                took = time.perf_counter() - began
+            except Exception:  # noqa: BLE001 - a probe never fails the user's call
+                continue
+            if _off(model.predict(size), took):
+                self._correct(workload, other, size, took)
 
     def _next(
         self, workload: Workload, n: int, *, turn: bool
@@ -334,7 +481,7 @@ class Dispatcher:
         }
         names = contenders(started, explanation.backend)  # asked only now: a probe may import
         return explanation, final, tuple(
-            name for name in names if name == names[0] or self.unavailable(name, workload) is None
+            name for name in names if name == names[0] or self.unavailable(name, workload, n) is None
         )
 
     def _timed(self, key: tuple[str, int], name: str, seconds: float) -> None:

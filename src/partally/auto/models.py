@@ -34,6 +34,8 @@ class Model:
     sizes: tuple[int, ...]
     seconds: tuple[float, ...]
     startup: float = 0.0
+    source: str = "calibration"  # where the points came from: "calibration" or "real calls"
+    at: float = 0.0  # when (seconds since the epoch; 0: unknown)
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2 or len(self.sizes) != len(self.seconds):
@@ -75,7 +77,13 @@ class Model:
         return slope
 
 
-def fit(sizes: Iterable[int], medians: Iterable[float], startup: float = 0.0) -> Model:
+def fit(
+    sizes: Iterable[int],
+    medians: Iterable[float],
+    startup: float = 0.0,
+    source: str = "calibration",
+    at: float = 0.0,
+) -> Model:
     """The model through the median time at each size.
 
     Times are made non-decreasing in n (each one at most every later one): a larger range never
@@ -84,7 +92,23 @@ def fit(sizes: Iterable[int], medians: Iterable[float], startup: float = 0.0) ->
     sizes, seconds = list(sizes), [float(t) for t in medians]
     for k in range(len(seconds) - 2, -1, -1):
         seconds[k] = min(seconds[k], seconds[k + 1])
-    return Model(tuple(sizes), tuple(seconds), max(float(startup), 0.0))
+    return Model(tuple(sizes), tuple(seconds), max(float(startup), 0.0), source, at)
+
+
+def corrected(model: Model, n: int, seconds: float, at: float) -> Model:
+    """``model`` refitted through a real call's time at n: the point (n, seconds) replaces what
+    disagrees with it (a point below n that took longer, one above n that took less), the rest
+    stays; with no point left beside it, a line through the origin."""
+    points = {
+        size: t
+        for size, t in zip(model.sizes, model.seconds)
+        if (size < n and t <= seconds) or (size > n and t >= seconds)
+    }
+    points[n] = seconds
+    if len(points) < 2:
+        points[max(1, n // 2)] = seconds * max(1, n // 2) / n
+    sizes = sorted(points)
+    return fit(sizes, [points[size] for size in sizes], model.startup, "real calls", at)
 
 
 def pick(times: Mapping[str, float], models: Mapping[str, Model]) -> str:

@@ -138,8 +138,8 @@ class ClusterBackend(Backend):
         chooses this backend; within seconds); None if it can."""
         return None
 
-    def refusal(self, workload: Workload) -> str | None:
-        found = super().refusal(workload)
+    def refusal(self, workload: Workload, n: int | None = None) -> str | None:
+        found = super().refusal(workload, n)
         if found is None and self.configured():
             found = self.unreachable()
         return found

@@ -127,35 +127,63 @@ def chunk_bounds(lo, hi, chunks):
     return bounds
 
 
+@njit(inline="always")
+def first_failed(bounds, failed):
+    # [lo, hi) of the first chunk whose function raised, or [-1, -1].
+    bad = np.full(2, -1, np.int64)
+    for c in range(failed.size):
+        if failed[c]:
+            bad[0] = bounds[c]
+            bad[1] = bounds[c + 1]
+            break
+    return bad
+
+
+def count_chunk(a, b, seed, partials, c):
+    try:
+        s = np.uint64(0)
+        for i in range(a, b):  # `count`'s loop: LLVM folds it to b - a
+            if element(index_type(i), seed):
+                s += np.uint64(1)
+        partials[c] = s
+    except Exception:
+        return 1
+    return 0
+
+
 def count(lo, hi, seed, chunks):
     bounds = chunk_bounds(lo, hi, chunks)
     # One partial row per chunk, written by its own iteration and added after the prange: no
     # scalar reduction for Numba's parfor pass to infer (that inference fails on Python 3.12+).
     partials = np.zeros(chunks, np.uint64)
+    failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
-        s = np.uint64(0)
-        for i in range(bounds[c], bounds[c + 1]):  # `count`'s loop: LLVM folds it to b - a
-            if element(index_type(i), seed):
-                s += np.uint64(1)
-        partials[c] = s
+        failed[c] = count_chunk(bounds[c], bounds[c + 1], seed, partials, c)
     total = np.uint64(0)
     for c in range(chunks):
         total += partials[c]
-    return total
+    return total, first_failed(bounds, failed)
 
 
 def int_sum(lo, hi, seed, chunks):
-    # Each value splits into its low 32 bits (>= 0) and the rest (signed): two plain int64 sums
-    # that vectorise, carried into three 32-bit-digit words after every block.
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.zeros((chunks, 3), np.int64)
+    failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
+        failed[c] = int_sum_chunk(bounds[c], bounds[c + 1], seed, rows, c)
+    return rows, first_failed(bounds, failed)
+
+
+def int_sum_chunk(start, end, seed, rows, c):
+    # Each value splits into its low 32 bits (>= 0) and the rest (signed): two plain int64 sums
+    # that vectorise, carried into three 32-bit-digit words after every block.
+    try:
         w0 = np.int64(0)
         w1 = np.int64(0)
         w2 = np.int64(0)
-        a = bounds[c]
-        while a < bounds[c + 1]:
-            b = a + min(INT_BLOCK, bounds[c + 1] - a)  # no a + INT_BLOCK: it wraps near 2**63
+        a = start
+        while a < end:
+            b = a + min(INT_BLOCK, end - a)  # no a + INT_BLOCK: it wraps near 2**63
             low = np.int64(0)
             high = np.int64(0)
             for i in range(a, b):
@@ -171,7 +199,9 @@ def int_sum(lo, hi, seed, chunks):
         rows[c, 0] = w0
         rows[c, 1] = w1
         rows[c, 2] = w2
-    return rows
+    except Exception:
+        return 1
+    return 0
 
 
 @njit(inline="always")
@@ -189,6 +219,15 @@ def add_at(limbs, place, total, negative):
 
 
 def float_sum(lo, hi, seed, chunks):
+    bounds = chunk_bounds(lo, hi, chunks)
+    rows = np.zeros((chunks, LIMBS + 3), np.int64)
+    failed = np.zeros(chunks, np.uint8)
+    for c in prange(chunks):
+        failed[c] = float_sum_chunk(bounds[c], bounds[c + 1], seed, rows, c)
+    return rows, first_failed(bounds, failed)
+
+
+def float_sum_chunk(start, end, seed, rows, c):
     # Each finite value is its integer significand (< 2**53) at its exponent's place, in units of
     # 2**-1074. Values come in windows of WINDOW: where a window's nonzero values span at most
     # SPAN binades (no NaN, infinity or subnormal), each is its significand shifted to the
@@ -196,18 +235,16 @@ def float_sum(lo, hi, seed, chunks):
     # plain int64 sums (they vectorise) added into the limbs once per window. Any other window
     # adds value by value, NaN and infinities counted apart. Limbs are carried every CARRY_EVERY
     # windows.
-    bounds = chunk_bounds(lo, hi, chunks)
-    rows = np.zeros((chunks, LIMBS + 3), np.int64)
-    for c in prange(chunks):
+    try:
         window = np.empty(WINDOW, np.int64)
         limbs = np.zeros(LIMBS, np.int64)
         nan = np.int64(0)
         pos_inf = np.int64(0)
         neg_inf = np.int64(0)
         windows = 0
-        a = bounds[c]
-        while a < bounds[c + 1]:
-            m = min(WINDOW, bounds[c + 1] - a)
+        a = start
+        while a < end:
+            m = min(WINDOW, end - a)
             lowest = np.int64(0x7FF)  # the lowest exponent of a nonzero value
             highest = np.int64(0)
             for j in range(m):
@@ -246,7 +283,7 @@ def float_sum(lo, hi, seed, chunks):
                     normal = np.int64(e != 0)
                     add_at(limbs, e - normal, (bits & MANTISSA) | (normal << 52), bits < 0)
             windows += 1
-            if windows == CARRY_EVERY or a + m >= bounds[c + 1]:
+            if windows == CARRY_EVERY or a + m >= end:
                 for k in range(LIMBS - 1):
                     carry = limbs[k] >> 32
                     limbs[k] -= carry << 32
@@ -258,22 +295,31 @@ def float_sum(lo, hi, seed, chunks):
         rows[c, LIMBS] = nan
         rows[c, LIMBS + 1] = pos_inf
         rows[c, LIMBS + 2] = neg_inf
-    return rows
+    except Exception:
+        return 1
+    return 0
 
 
 def int_extreme(lo, hi, seed, chunks, flip):
+    bounds = chunk_bounds(lo, hi, chunks)
+    rows = np.empty((chunks, 3), np.int64)
+    failed = np.zeros(chunks, np.uint8)
+    for c in prange(chunks):
+        failed[c] = int_extreme_chunk(bounds[c], bounds[c + 1], seed, rows, c, flip)
+    return rows, first_failed(bounds, failed)
+
+
+def int_extreme_chunk(start, end, seed, rows, c, flip):
     # The smallest key ^ flip (flip 0: min; -1: max, as ~key reverses the order) and the first
     # index holding it. Values come in windows: the window's smallest key is a plain int64 min
     # (it vectorises); only a window that beats the best so far is searched for its first index.
-    bounds = chunk_bounds(lo, hi, chunks)
-    rows = np.empty((chunks, 3), np.int64)
-    for c in prange(chunks):
+    try:
         window = np.empty(WINDOW, np.int64)
         best = np.int64(0)
         at = np.int64(-1)
-        a = bounds[c]
-        while a < bounds[c + 1]:
-            m = min(WINDOW, bounds[c + 1] - a)
+        a = start
+        while a < end:
+            m = min(WINDOW, end - a)
             least = LARGEST
             for j in range(m):
                 key = as_int64(element(index_type(a + j), seed)) ^ flip
@@ -289,22 +335,31 @@ def int_extreme(lo, hi, seed, chunks, flip):
         rows[c, 0] = best
         rows[c, 1] = at
         rows[c, 2] = -1
-    return rows
+    except Exception:
+        return 1
+    return 0
 
 
 def float_extreme(lo, hi, seed, chunks, flip):
-    # As int_extreme, with IEEE totalOrder keys (-0.0 < +0.0) from the bits; NaN values take the
-    # largest key in the window's min and are searched for apart (the first NaN wins).
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.empty((chunks, 3), np.int64)
+    failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
+        failed[c] = float_extreme_chunk(bounds[c], bounds[c + 1], seed, rows, c, flip)
+    return rows, first_failed(bounds, failed)
+
+
+def float_extreme_chunk(start, end, seed, rows, c, flip):
+    # As int_extreme, with IEEE totalOrder keys (-0.0 < +0.0) from the bits; NaN values take the
+    # largest key in the window's min and are searched for apart (the first NaN wins).
+    try:
         window = np.empty(WINDOW, np.int64)
         best = np.int64(0)
         at = np.int64(-1)
         nan_at = np.int64(-1)
-        a = bounds[c]
-        while a < bounds[c + 1]:
-            m = min(WINDOW, bounds[c + 1] - a)
+        a = start
+        while a < end:
+            m = min(WINDOW, end - a)
             least = LARGEST
             nans = np.int64(0)
             for j in range(m):
@@ -331,7 +386,9 @@ def float_extreme(lo, hi, seed, chunks, flip):
         rows[c, 0] = best
         rows[c, 1] = at
         rows[c, 2] = nan_at
-    return rows
+    except Exception:
+        return 1
+    return 0
 '''.format(limbs=_exact_rows.LIMBS)
 
 KERNELS = ("count", "int_sum", "float_sum", "int_extreme", "float_extreme")
@@ -380,14 +437,24 @@ def _module(workload: Workload, name: str) -> ModuleType:
 def kernel(workload: Workload, name: str) -> tuple[Callable, type]:
     """``workload``'s kernel ``name`` (one of ``KERNELS``), compiled (or loaded from the disk
     cache) for i and seed of the returned type. It takes ``(lo, hi, seed, chunks)``, and the
-    extreme kernels a ``flip`` after them (``_exact_rows.FLIP``); count returns the count, the
-    others ``_exact_rows``' rows. Numba's errors propagate (TypingError ...)."""
+    extreme kernels a ``flip`` after them (``_exact_rows.FLIP``); it returns ``(out, bad)``:
+    out the count (count) or ``_exact_rows``' rows, bad the [lo, hi) of the first chunk where
+    the function raised, or [-1, -1]. Numba's errors propagate (TypingError ...).
+
+    Each chunk runs in a serial function of its own, called from the ``prange``: inside a
+    parallel region Numba uses NumPy's error model (``n // 0`` is 0, no exception) and drops an
+    exception raised there (numba#9673). A user function's chunks are compiled with Python's
+    error model and catch what it raises, so that an error Python raises inside the range is
+    never a number; a built-in (which raises nowhere) keeps NumPy's model and its speed."""
     if name not in KERNELS:
         raise ValueError(f"no Numba kernel {name!r}; expected one of {KERNELS}")
     index_type = np.uint64 if workload.unsigned else np.int64
     module = _module(workload, name)
     module.element = njit(inline="always")(workload.element(index_type, njit))
     module.index_type = index_type
+    errors = "numpy" if workload.builtin else "python"
+    chunk = f"{name}_chunk"
+    setattr(module, chunk, njit(error_model=errors, nogil=True)(getattr(module, chunk)))
     cached = getattr(module, "__file__", None) is not None  # from a file Numba can cache beside
     compiled = njit(parallel=True, nogil=True, cache=cached)(getattr(module, name))
     numba_index = types.uint64 if index_type is np.uint64 else types.int64

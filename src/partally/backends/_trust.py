@@ -8,10 +8,13 @@ time. Two guards keep a compiled backend from returning another answer silently:
   closure cell the function reads (through every function it calls) is noted when it is compiled;
   once one of them is rebound (or a small global array changed in place), the workload is compiled
   again under a new key, with the new values (the user's own Numba dispatchers recompiled too).
-- ``Guard.check``: before the kernel is trusted, its element values are compared with Python's on
-  a sample of indices (``sample``: small i, powers of two and their neighbours, the ends of the
-  index range, random i; several seeds), for at most ``BUDGET_S`` of Python time. A disagreement
-  is the backend's refusal of that workload, with the index, the seed and both values.
+- ``Guard.trusted``: trust is per range. A user function is defined on the call's range [0, n)
+  only, so before a call over [0, n) runs compiled, its element values are compared with
+  Python's on a sample of [0, n) (``sample``: the ends, small i, powers of two and their
+  neighbours, random i; several seeds), for at most ``BUDGET_S`` of Python time; the function is
+  then trusted up to n, a larger n has its new part sampled first, a smaller one needs no check.
+  A disagreement at i is the backend's refusal of every range that holds i, with the index, the
+  seed and both values.
 
 A sample cannot prove agreement everywhere (a difference at i = 123456789 alone goes unseen): the
 bench compares whole ranges.
@@ -58,36 +61,42 @@ class _Raised:
         return f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}"
 
 
-def sample(workload: Workload) -> Iterator[int]:
-    """Indices to compare, most telling first: 0..7, the last two indices, each power of two with
-    its neighbours from the index limit down, 8..31, then random ones (the same for a workload in
-    any process)."""
-    top = min(workload.limit, INDEX_LIMIT) - 1  # the largest index a range can hold
+def sample(workload: Workload, lo: int, hi: int) -> Iterator[int]:
+    """Indices in [lo, hi) to compare, most telling first: the range's ends, 0..7 (where the
+    range starts at 0), each power of two with its neighbours from hi down, 8..31, then random
+    ones, spread over the range's magnitudes (the same for a workload and range in any
+    process). Never an index outside [lo, hi): a user function is defined on the call's range
+    only (it may read ``DATA[i]`` for n = len(DATA))."""
     seen: set[int] = set()
-    structured = [*range(8), top, top - 1]
+    structured = [hi - 1, hi - 2, lo, lo + 1, *range(8)]
     for k in range(63, 4, -1):
         structured += [2**k - 1, 2**k, 2**k + 1]
     structured += range(8, 32)
     for i in structured:
-        if 0 <= i <= top and i not in seen:
+        if lo <= i < hi and i not in seen:
             seen.add(i)
             yield i
-    draw = random.Random(workload.key)
-    for _ in range(_RANDOM):
-        bits = draw.randrange(8, 64)
-        yield draw.randrange(0, min(top, 2**bits - 1) + 1)
+    span = hi - lo
+    if span <= len(seen):
+        return
+    draw = random.Random(f"{workload.key}|{lo}|{hi}")
+    for k in range(_RANDOM):
+        reach = min(span, 2 ** draw.randrange(3, 64))  # log-uniform: small and large alike
+        offset = draw.randrange(reach)
+        yield lo + offset if k % 2 else hi - 1 - offset
 
 
 def _python_partials(
-    workload: Workload, budget_s: float, most: int
+    workload: Workload, lo: int, hi: int, budget_s: float, most: int
 ) -> dict[int, list[tuple[int, object]]]:
-    """Python's partial of each sampled single element [i, i + 1) (its value as the reduction
-    takes it: truth for count, the int or float for the others), by seed, within ``budget_s``
-    of time; where Python raises, the partial is that exception (the compiled side must fail
-    there too: Numba wraps an int past 64 bits, or reads past an array, where Python raises)."""
+    """Python's partial of each sampled single element [i, i + 1) of [lo, hi) (its value as the
+    reduction takes it: truth for count, the int or float for the others), by seed, within
+    ``budget_s`` of time; where Python raises, the partial is that exception (the compiled side
+    must fail there too: Numba wraps an int past 64 bits, or reads past an array, where Python
+    raises)."""
     values: dict[int, list[tuple[int, object]]] = {seed: [] for seed in _SEEDS}
     deadline = time.thread_time() + budget_s  # CPU time: a busy machine does not cut it short
-    for k, i in enumerate(sample(workload)):
+    for k, i in enumerate(sample(workload, lo, hi)):
         seed = _SEEDS[k % len(_SEEDS)] if k >= 32 else 0
         try:
             values[seed].append((i, workload.run_range(i, i + 1, seed)))
@@ -105,25 +114,33 @@ def _words(workload: Workload, partial: object) -> str:
 
 
 def disagreement(
-    workload: Workload, backend: str, compiled: Values, budget_s: float = BUDGET_S, most: int = 1024
-) -> str | None:
+    workload: Workload,
+    backend: str,
+    compiled: Values,
+    lo: int,
+    hi: int,
+    budget_s: float = BUDGET_S,
+    most: int = 1024,
+) -> tuple[int, str] | None:
     """Where ``compiled`` (the backend's partial of each single element) differs from Python's
-    on the sample (at most ``most`` indices), in words, or None. Partials compare exactly (a
-    float's bits: NaN equals NaN, -0.0 differs from +0.0 where the reduction tells them apart).
-    A compiled value that cannot be had (an error) is a disagreement too."""
-    for seed, every in _python_partials(workload, budget_s, most).items():
+    on the sample of [lo, hi) (at most ``most`` indices): the least such index and the
+    difference in words, or None. Partials compare exactly (a float's bits: NaN equals NaN,
+    -0.0 differs from +0.0 where the reduction tells them apart). A compiled value that cannot
+    be had (an error) is a disagreement too."""
+    found: list[tuple[int, str]] = []
+    for seed, every in _python_partials(workload, lo, hi, budget_s, most).items():
         for i, raised in every:
             if isinstance(raised, _Raised):
                 try:
                     value = compiled([i], seed)[0]
                 except Exception:  # noqa: BLE001 - both fail there: they agree
                     continue
-                return (
+                found.append((i, (
                     f"its compiled code gives a value where Python raises, at i = {i}, seed = "
                     f"{seed}: {workload.name}(i, seed) is {_words(workload, value)} compiled, "
                     f"Python raises {raised.error} ({raised.why_numba_does_not}); run it on a "
                     "Python backend (python, threads, processes)"
-                )
+                )))
         pairs = [(i, partial) for i, partial in every if not isinstance(partial, _Raised)]
         if not pairs:
             continue
@@ -131,21 +148,32 @@ def disagreement(
         try:
             got = compiled(indices, seed)
         except Exception as exc:  # noqa: BLE001 - Python computed these without an error
-            return (
+            found.append((min(indices), (
                 f"{backend} raised {type(exc).__name__}: {exc} on indices where Python does not "
                 f"(seed {seed})"
-            )
+            )))
+            continue
         for (i, expected), value in zip(pairs, got):
             if value != expected:
-                return (
+                found.append((i, (
                     f"its compiled code disagrees with Python at i = {i}, seed = {seed}: "
                     f"{workload.name}(i, seed) is {_words(workload, value)} compiled, "
                     f"{_words(workload, expected)} in Python (Numba's integer arithmetic wraps "
                     "at 64 bits, shifts and negative powers differ); run it on a Python backend "
-                    "(python, threads, processes), or, if it is meant only for smaller n, say "
-                    "so: partally.workload(f, limit=n)"
-                )
-    return None
+                    "(python, threads, processes), or on a range below i"
+                )))
+                break
+    return min(found, key=lambda pair: pair[0]) if found else None
+
+
+@dataclasses.dataclass
+class _Trust:
+    """How far a compiled backend is trusted with one workload: its values agree with Python's
+    on the sample of [0, checked); they disagree at ``refused_from`` (the least index found)."""
+
+    checked: int = 0
+    refused_from: int = INDEX_LIMIT + 1
+    reason: str | None = None
 
 
 class Guard:
@@ -155,7 +183,34 @@ class Guard:
     def __init__(self) -> None:
         self._frozen: dict[str, user.Frozen] = {}  # by Workload.key, noted before compiling
         self._moved: dict[str, Workload] = {}  # a key -> the workload as compiled since a change
+        self._trust: dict[str, _Trust] = {}  # by Workload.key (of the workload as compiled)
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # one sample at a time: each extends the last
+
+    def trusted(
+        self, workload: Workload, hi: int, backend: str, compiled: Values, most: int = 1024
+    ) -> str | None:
+        """Why ``compiled`` cannot be trusted with ``workload`` over [0, hi), or None. A range
+        already checked needs no check; a larger one has its new part [checked, hi) sampled
+        (``disagreement``); a disagreement at i refuses every range that holds i, and only
+        those."""
+        record = self._trust.get(workload.key)
+        if record is not None and hi <= min(record.checked, record.refused_from):
+            return None  # the hot path: no lock
+        with self._checking:
+            record = self._trust.setdefault(workload.key, _Trust())
+            if hi > record.refused_from:
+                return record.reason
+            if hi > record.checked:
+                found = disagreement(workload, backend, compiled, record.checked, hi, most=most)
+                if found is None:
+                    record.checked = hi
+                else:
+                    record.refused_from, record.reason = min(
+                        (record.refused_from, record.reason or ""), found
+                    )
+                    return record.reason
+            return None
 
     def current(self, workload: Workload) -> Workload:
         """``workload`` as its kernel must be compiled now: itself, or, once a value compiled

@@ -81,13 +81,15 @@ class Backend:
         """Why it cannot run here, in words a user can act on; None if it can. Never raises."""
         return None
 
-    def supports(self, workload: Workload) -> str | None:
-        """Why it cannot run ``workload``; None if it can. Never raises."""
+    def supports(self, workload: Workload, n: int | None = None) -> str | None:
+        """Why it cannot run ``workload`` (over [0, n), when n is given: a compiled backend
+        trusts a user function per range); None if it can. Never raises."""
         return None
 
-    def refusal(self, workload: Workload) -> str | None:
-        """Why it cannot run ``workload`` here: not available here, or not for this workload."""
-        return self.unavailable() or self.supports(workload)
+    def refusal(self, workload: Workload, n: int | None = None) -> str | None:
+        """Why it cannot run ``workload`` here (over [0, n)): not available here, or not for
+        this workload."""
+        return self.unavailable() or self.supports(workload, n)
 
     def configured(self) -> bool:
         """Whether what it runs on is named in the environment (a remote backend's ``setting``,

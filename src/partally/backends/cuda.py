@@ -112,7 +112,7 @@ class CudaBackend(_gpu.GpuBackend):
     def unavailable(self) -> str | None:
         return unavailable()
 
-    def supports(self, workload: Workload) -> str | None:
+    def supports(self, workload: Workload, n: int | None = None) -> str | None:
         if workload.cuda_kernel is None:
             return (
                 f"runs CUDA C++ kernels, and workload {workload.name!r} has none "

@@ -32,7 +32,7 @@ class NativeBackend(Backend):
             )
         return None
 
-    def supports(self, workload: Workload) -> str | None:
+    def supports(self, workload: Workload, n: int | None = None) -> str | None:
         if workload.native_kernel is None:
             return f"runs C++ kernels, and workload {workload.name!r} has none (a Python function)"
         if workload.reduce != "count":

@@ -34,7 +34,8 @@ from typing import Any
 from partally._errors import BackendUnavailable, WorkloadError
 from partally.backends import _trust
 from partally.backends._common import Tally, capped_workers, paced_slices
-from partally.backends.base import Backend, PerWorkload, Progress
+from partally.backends._compiled import CompiledBackend, Kernel
+from partally.backends.base import Progress
 from partally.workloads import Workload
 
 _CHUNKS_PER_WORKER = 4  # static schedule: a little slack for uneven chunks (primes)
@@ -113,7 +114,7 @@ def _import_failure(exc: Exception, interrupted: bool) -> str:
     return f"numba is installed but failed to import ({type(exc).__name__}: {exc})"
 
 
-def _made_unless_ctrl_c(workload: Workload) -> tuple[Callable, type]:
+def _made_unless_ctrl_c(workload: Workload) -> Kernel:
     """``_make_kernel(workload)``; a Ctrl-C that comes meanwhile is raised once it is made (a
     compile takes a second at most; raised inside it, llvmlite's ctypes callbacks print it with a
     traceback and drop it, and Numba's cache loader may swallow it: a long run would go on)."""
@@ -124,17 +125,14 @@ def _made_unless_ctrl_c(workload: Workload) -> tuple[Callable, type]:
     return made
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(CompiledBackend):
     name = "numba"
     family = "Numba"
-    compiled = True
     uses_workers = True
     has_startup = True
 
     def __init__(self) -> None:
-        self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_made_unless_ctrl_c)
-        self._refused: dict[str, str | None] = {}  # by Workload.key
-        self._guard = _trust.Guard()  # user kernels: checked on a sample, followed after
+        super().__init__()
         self._imported = False  # numba imported in this process (that cannot be undone)
         self._import_interrupted = False  # a Ctrl-C cut an import of numba short in this process
         self._forked_after_launch = False  # forked after Numba's parallel threads had started
@@ -173,52 +171,18 @@ class NumbaBackend(Backend):
             raise KeyboardInterrupt
         return self._fork_refusal()
 
-    def supports(self, workload: Workload) -> str | None:
-        """Built-in counts compile on every supported Python (a refusal already met is said);
-        a user function, or a reduction that takes the values' type, is compiled once here to
-        find out (a fraction of a second). A refusal carries the compiler's reason, whatever
-        its type (a function whose values the reduction cannot take says their type)."""
-        if self.unavailable() is not None:
-            return None
-        workload = self._guard.current(workload)
-        if workload.key not in self._refused and (not workload.builtin or workload.reduce != "count"):
-            try:
-                self._kernel(workload)  # compiled now, or loaded from the disk cache
-            except BackendUnavailable:
-                pass  # noted in self._refused
-        return self._refused.get(workload.key)
+    def _make(self, workload: Workload) -> Kernel:
+        with warnings.catch_warnings():  # the refusal says it all
+            warnings.simplefilter("ignore")
+            return _made_unless_ctrl_c(workload)
 
-    @property
-    def started(self) -> bool:
-        return bool(self._kernels)
+    def _compile_refusal(self, error: Exception, workload: Workload) -> str:
+        from partally.backends import _numba_kernels
 
-    def _kernel(self, workload: Workload) -> tuple[Callable, type]:
-        """``workload``'s compiled kernel (made once) and the integer type it takes.
+        return _numba_kernels.refusal(error, workload)
 
-        Any exception from Numba's compiler (a ``TypingError``, an ``AssertionError`` from a
-        pass, ...) is noted as a refusal for this workload and raised as ``BackendUnavailable``;
-        so is a user function whose values differ from Python's on a sample (``_trust``).
-        """
-        workload = self._guard.current(workload)
-        refusal = self._refused.get(workload.key)
-        if refusal is not None:
-            raise BackendUnavailable(f"backend 'numba' cannot run {workload.name!r}: {refusal}")
-        try:
-            with warnings.catch_warnings():  # the refusal says it all
-                warnings.simplefilter("ignore")
-                made = self._kernels(workload)
-        except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
-            from partally.backends import _numba_kernels
-
-            self._refused[workload.key] = _numba_kernels.refusal(exc, workload)
-            raise BackendUnavailable(
-                f"backend 'numba' cannot run {workload.name!r}: {self._refused[workload.key]}"
-            ) from exc
-        if workload.key not in self._refused:  # trusted once its values match Python's
-            values = None if workload.builtin else _element_partials(workload, *made)
-            self._refused[workload.key] = values and _trust.disagreement(workload, "numba", values)
-            return self._kernel(workload)
-        return made
+    def _element_partials(self, workload: Workload, made: Kernel) -> _trust.Values:
+        return _element_partials(workload, *made)
 
     def run(
         self,
@@ -236,25 +200,57 @@ class NumbaBackend(Backend):
         refusal = self._fork_refusal()
         if refusal is not None:
             raise BackendUnavailable(f"backend 'numba' cannot run in this process: {refusal}")
-        kernel, index_type = self._kernel(workload)
+        kernel, index_type = self.kernel(workload, hi)
         workers = capped_workers(workers, numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(workers)
-        seed = index_type(workload.compiled_seed(seed))
+        typed = index_type(workload.compiled_seed(seed))
         reduction = workload.reduction
-        flip = _exact_rows.FLIP.get(reduction.name)  # the extreme kernels' last argument
+        extra = () if reduction.name not in _exact_rows.FLIP else (_exact_rows.FLIP[reduction.name],)
         tally = Tally(progress, hi - lo)
         total = reduction.zero()
         for a, b in paced_slices(lo, hi, workload.cpu_slice):
             chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
             try:
-                out = kernel(a, b, seed, chunks) if flip is None else kernel(a, b, seed, chunks, flip)
-            except Exception as exc:  # the workload's own function raised, compiled
+                out, bad = kernel(a, b, typed, chunks, *extra)
+            except Exception as exc:  # raised outside the chunks' own error handling
                 raise WorkloadError(
                     workload.name, None, exc, where=f"somewhere in [{a}, {b}) on numba"
                 ) from exc
+            if bad[0] >= 0:
+                raise _raised_in(workload, (kernel, typed, extra), int(bad[0]), int(bad[1]), seed)
             total = reduction.merge(total, _exact_rows.partial(reduction, out))
             tally.add(b - a)
         return total
+
+
+def _raised_in(
+    workload: Workload, call: tuple[Callable, Any, tuple], a: int, b: int, seed: int
+) -> Exception:
+    """The error for a chunk [a, b) whose compiled function raised: found at its first i by
+    halving [a, b) with the kernel on one chunk, then Python's own error at that i (a
+    ``WorkloadError`` naming it); where Python raises nothing there, a refusal."""
+    import numba
+
+    kernel, typed, extra = call
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        while b - a > 1:
+            mid = a + (b - a) // 2
+            if kernel(a, mid, typed, 1, *extra)[1][0] >= 0:
+                b = mid
+            else:
+                a = mid
+    finally:
+        numba.set_num_threads(threads)
+    try:
+        workload.run_range(a, b, seed)
+    except WorkloadError as exc:
+        return exc
+    return BackendUnavailable(
+        f"backend 'numba' cannot run {workload.name!r}: its compiled code raised at i = {a} "
+        "where Python does not; run it on a Python backend (python, threads, processes)"
+    )
 
 
 def _element_partials(workload: Workload, kernel: Callable, index_type: type) -> _trust.Values:
@@ -270,15 +266,18 @@ def _element_partials(workload: Workload, kernel: Callable, index_type: type) ->
         threads = numba.get_num_threads()  # this thread's setting: other threads keep theirs
         numba.set_num_threads(1)  # one element a call: no parallel region's barrier to wait at
         try:  # (2 threads on a loaded machine: 5 us to 0.3 ms a call, and far worse at times)
-            rows = [kernel(i, i + 1, typed, 1, *extra) for i in indices]
+            made = [kernel(i, i + 1, typed, 1, *extra) for i in indices]
         finally:
             numba.set_num_threads(threads)
-        return [_exact_rows.partial(reduction, row) for row in rows]
+        for i, (_, bad) in zip(indices, made):
+            if bad[0] >= 0:
+                raise ArithmeticError(f"the compiled function raised at i = {i}")
+        return [_exact_rows.partial(reduction, row) for row, _ in made]
 
     return values
 
 
-def _make_kernel(workload: Workload) -> tuple[Callable, type]:
+def _make_kernel(workload: Workload) -> Kernel:
     from partally.backends import _exact_rows  # numpy: only when run
     from partally.backends import _numba_kernels
 

@@ -15,14 +15,11 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from partally._errors import BackendUnavailable
 from partally._settings import flag
 from partally.backends import _gpu, _trust
 from partally.backends._common import slices
-from partally.backends.base import PerWorkload
+from partally.backends._compiled import CompiledBackend, Kernel
 from partally.workloads import Workload
-
-_SAMPLE_MOST = 48  # indices checked on the device: one launch each
 
 
 def simulated() -> bool:
@@ -30,14 +27,10 @@ def simulated() -> bool:
     return flag("NUMBA_ENABLE_CUDASIM")
 
 
-class NumbaCudaBackend(_gpu.GpuBackend):
+class NumbaCudaBackend(_gpu.GpuBackend, CompiledBackend):
     name = "numba-cuda"
     family = "Numba"
-
-    def __init__(self) -> None:
-        self._kernels: PerWorkload[tuple[Callable, type]] = PerWorkload(_make_kernel)
-        self._refused: dict[str, str | None] = {}  # by Workload.key
-        self._guard = _trust.Guard()  # user kernels: checked on a sample, followed after
+    sample_most = 48  # indices checked on the device: one launch each
 
     @functools.cache  # noqa: B019 - one backend object per process
     def unavailable(self) -> str | None:
@@ -68,49 +61,24 @@ class NumbaCudaBackend(_gpu.GpuBackend):
             return "GPU: numba-cuda simulator on the CPU (NUMBA_ENABLE_CUDASIM=1)"
         return _gpu.device_name()
 
-    @property
-    def started(self) -> bool:
-        return bool(self._kernels)
+    def _compiles_to_answer(self) -> bool:
+        return not simulated()  # the simulator compiles nothing: it runs the Python code
 
-    def supports(self, workload: Workload) -> str | None:
-        """A user function, or a reduction that takes the values' type, is compiled once here to
-        find out (about a second); on the simulator nothing is compiled (None)."""
-        if self.unavailable() is not None or simulated():
-            return None
-        workload = self._guard.current(workload)
-        if workload.key not in self._refused and (not workload.builtin or workload.reduce != "count"):
-            try:
-                self.kernel(workload)
-            except BackendUnavailable:
-                pass  # noted in self._refused
-        return self._refused.get(workload.key)
+    def _make(self, workload: Workload) -> Kernel:
+        from partally.backends import _exact_rows  # numpy: only when run
+        from partally.backends import _numba_cuda_kernels
 
-    def kernel(self, workload: Workload) -> tuple[Callable, type]:
-        """``workload``'s compiled kernel (made once) and the integer type it takes. Any compile
-        error is noted as a refusal for this workload and raised as ``BackendUnavailable``; so
-        is a user function whose values differ from Python's on a sample (``_trust``)."""
-        workload = self._guard.current(workload)
-        refusal = self._refused.get(workload.key)
-        if refusal is not None:
-            raise BackendUnavailable(f"backend 'numba-cuda' cannot run {workload.name!r}: {refusal}")
-        try:
-            made = self._kernels(workload)
-        except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
-            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-            self._refused[workload.key] = (
-                f"numba-cuda cannot compile {workload.name!r} with reduce={workload.reduce!r} "
-                f"({type(exc).__name__}: {first[:300]})"
-            )
-            raise BackendUnavailable(
-                f"backend 'numba-cuda' cannot run {workload.name!r}: {self._refused[workload.key]}"
-            ) from exc
-        if workload.key not in self._refused:  # trusted once its values match Python's
-            values = None if workload.builtin else _element_partials(workload, *made)
-            self._refused[workload.key] = values and _trust.disagreement(
-                workload, "numba-cuda", values, most=_SAMPLE_MOST
-            )
-            return self.kernel(workload)
-        return made
+        return _numba_cuda_kernels.kernel(workload, _exact_rows.kernel_name(workload.reduction))
+
+    def _compile_refusal(self, error: Exception, workload: Workload) -> str:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        return (
+            f"numba-cuda cannot compile {workload.name!r} with reduce={workload.reduce!r} "
+            f"({type(error).__name__}: {first[:300]})"
+        )
+
+    def _element_partials(self, workload: Workload, made: Kernel) -> _trust.Values:
+        return _element_partials(workload, *made)
 
     def default_blocks(self) -> int:
         return 1 if simulated() else _gpu.default_blocks()
@@ -121,8 +89,8 @@ class NumbaCudaBackend(_gpu.GpuBackend):
         from partally.backends import _exact_rows  # numpy: only when run
         from partally.backends import _numba_cuda_kernels
 
-        kernel, index_type = self.kernel(workload)
-        workload = self._guard.current(workload)
+        kernel, index_type = self.kernel(workload, hi)
+        workload = self.current(workload)
         reduction = workload.reduction
         name = _exact_rows.kernel_name(reduction)
         step = workload.gpu_slice
@@ -154,10 +122,3 @@ def _element_partials(workload: Workload, kernel: Callable, index_type: type) ->
         ]
 
     return values
-
-
-def _make_kernel(workload: Workload) -> tuple[Callable, type]:
-    from partally.backends import _exact_rows  # numpy: only when run
-    from partally.backends import _numba_cuda_kernels
-
-    return _numba_cuda_kernels.kernel(workload, _exact_rows.kernel_name(workload.reduction))

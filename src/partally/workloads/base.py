@@ -102,10 +102,12 @@ class Workload:
     def key(self) -> str:
         """Its identity for what is kept per workload: ``auto``'s calibration, compiled kernels,
         refusals (a user workload's name and a hash of its code, then the reduction if not a
-        count, e.g. ``f@1a2b.../sum:float``)."""
+        count, then a declared limit, e.g. ``f@1a2b.../sum:float<1000``)."""
         key = self.cache_key or self.name
         if self.reduce != "count":
             key += f"/{self.reduce}:{self.kind}"
+        if self.limit < INDEX_LIMIT and not self.builtin:
+            key += f"<{self.limit}"
         return key
 
     @functools.cached_property

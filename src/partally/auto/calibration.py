@@ -45,7 +45,7 @@ from partally.workloads import INDEX_LIMIT, Workload
 
 ENOUGH_S = 0.01  # a backend's ladder stops once one run takes this long (and grows as work)
 SAMPLE_S = 1e-3  # a timed sample lasts at least this: short calls are timed in batches
-DISAGREE = 3.0  # a size whose slowest sample is over this times its fastest is timed again
+DISAGREE = 2.0  # a size whose median sample is over this times its fastest is timed again
 LADDER = (32, *(10**k for k in range(2, 13)))
 NOT_CONFIGURED = "not timed: no cluster configured"  # a remote backend without its address
 HANDOFF_S = 20e-6  # least cost of handing work to a pool thread or process (measured: 0.3 ms)
@@ -155,8 +155,9 @@ def _grows_as_work(sizes: list[int], medians: list[float]) -> bool:
 
 
 def _disagree(timing: _timing.Timing) -> bool:
-    """Whether a size's samples disagree with each other: the slowest over 3x the fastest."""
-    return max(timing.samples) > DISAGREE * min(timing.samples)
+    """Whether a size's samples disagree with each other: their median over ``DISAGREE`` times
+    the fastest (half of them slowed down: a busy machine, not one stray sample)."""
+    return timing.median > DISAGREE * min(timing.samples)
 
 
 _FRESH_START = """

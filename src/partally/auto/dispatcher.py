@@ -43,8 +43,9 @@ from partally._settings import Settings
 from partally.auto import calibration as _calibration
 from partally.auto.cache import CalibrationCache
 from partally.auto.calibration import Calibration
-from partally.auto.models import TIE, TINY, Model, corrected, pick
+from partally.auto.models import TIE, TINY, Model, corrected, fit, pick
 from partally.auto.race import Race, contenders
+from partally.backends import Backend
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
 from partally.workloads import Workload
@@ -136,6 +137,38 @@ def _provenance(model: Model) -> str:
 def _off(predicted: float, seconds: float) -> bool:
     """Whether a real time is ``OFF_BY`` or more off its prediction, either way."""
     return seconds > predicted * OFF_BY or seconds * OFF_BY < predicted
+
+
+def _ladder_of_calls(
+    backend: Backend, workload: Workload, size: int, n: int, budget: float
+) -> list[tuple[int, float]]:
+    """(size, seconds) of warm calls up a ladder from ``size`` to at most n: first at size and
+    twice it (the line through them: the per-call cost and the cost per element), then 10x the
+    last while that line says the next call fits what is left of ``budget`` (twice its
+    estimate). Under load a call can cost 20 ms whatever its size (threads waking up): the
+    line tells that from work."""
+    workers = backend.default_workers()
+    backend.run(workload, 0, size, workers=workers, seed=0)  # its start, or first touch
+    points: list[tuple[int, float]] = []
+    spent = 0.0
+    while True:
+        began = time.perf_counter()
+        backend.run(workload, 0, size, workers=workers, seed=0)
+        took = time.perf_counter() - began
+        points.append((size, took))
+        spent += took
+        if size >= n:
+            return points
+        following = min(n, size * (2 if len(points) == 1 else 10))
+        if len(points) == 1:
+            estimate = took * following / size  # all of it work: the most it can cost
+        else:
+            (n0, t0), (n1, t1) = points[-2:]
+            per_element = max(t1 - t0, 0.0) / (n1 - n0)
+            estimate = t1 + per_element * (following - n1)
+        if spent + 2 * estimate > budget:
+            return points
+        size = following
 
 
 def _probe_size(model: Model, n: int, seconds: float) -> int | None:
@@ -405,13 +438,15 @@ class Dispatcher:
         if probe:
             self._probe_others(workload, n, name, seconds)
 
-    def _correct(self, workload: Workload, name: str, n: int, seconds: float) -> None:
-        """Refit ``name``'s model of ``workload`` through a real time at n, cache it, decide
-        again."""
+    def _correct(
+        self, workload: Workload, name: str, n: int, seconds: float, model: Model | None = None
+    ) -> None:
+        """Refit ``name``'s model of ``workload`` through a real time at n (or replace it by
+        ``model``, fitted from real calls), cache it, decide again."""
         with self._lock:
             found = self._calibrations[workload.key]
             models = dict(found.models)
-            models[name] = corrected(models[name], n, seconds, time.time())
+            models[name] = model or corrected(models[name], n, seconds, time.time())
             found = dataclasses.replace(found, models=models, noisy=False)
             self._calibrations[workload.key] = found
             self.cache.save(workload.key, found)
@@ -419,27 +454,32 @@ class Dispatcher:
 
     def _probe_others(self, workload: Workload, n: int, name: str, seconds: float) -> None:
         """Time, once, each backend predicted over ``OFF_BY`` times slower at n than ``name``
-        took, at the largest size up to n its model says costs ``PROBE_SHARE`` of that (its
-        one-time start included); refit it where the model is off."""
+        took: real calls up a ladder of sizes (x10 each) from the largest its model says costs
+        ``PROBE_SHARE`` of that call (its one-time start included), for as long as the next
+        is measured to fit that share, up to n; its model is refitted from them where it is
+        off."""
         found = self._calibrations.get(workload.key)
         if found is None:
             return
+        budget = PROBE_SHARE * seconds
         for other, model in found.models.items():
             if other == name or _unconfigured(other) or model.predict(n) <= OFF_BY * seconds:
                 continue
-            size = _probe_size(model, n, PROBE_SHARE * seconds)
-            if size is None or self.unavailable(other, workload, size) is not None:
+            size = _probe_size(model, n, budget)
+            if size is None or self.unavailable(other, workload, n) is not None:
                 continue
-            backend = get_backend(other)
             try:
-                backend.run(workload, 0, size, workers=backend.default_workers(), seed=0)  # warm
-                began = time.perf_counter()
-                backend.run(workload, 0, size, workers=backend.default_workers(), seed=0)
-                took = time.perf_counter() - began
+                points = _ladder_of_calls(get_backend(other), workload, size, n, budget)
             except Exception:  # noqa: BLE001 - a probe never fails the user's call
                 continue
-            if _off(model.predict(size), took):
-                self._correct(workload, other, size, took)
+            top, took = points[-1]
+            if not _off(model.predict(top), took):
+                continue
+            refit = None
+            if len(points) >= 2:
+                sizes, times = zip(*points)
+                refit = fit(sizes, times, model.startup, "real calls", time.time())
+            self._correct(workload, other, top, took, refit)
 
     def _next(
         self, workload: Workload, n: int, *, turn: bool

@@ -97,12 +97,14 @@ def fit(
 
 def corrected(model: Model, n: int, seconds: float, at: float) -> Model:
     """``model`` refitted through a real call's time at n: the point (n, seconds) replaces what
-    disagrees with it (a point below n that took longer, one above n that took less), the rest
-    stays; with no point left beside it, a line through the origin."""
+    disagrees with it (a point below n that took longer), the points above n are scaled by how
+    far off the model was at n (what made it wrong there, a busy machine, made them wrong too);
+    with no point left beside it, a line through the origin."""
+    off = seconds / model.predict(n) if model.predict(n) > 0 else 1.0
     points = {
-        size: t
+        size: t if size < n else t * off
         for size, t in zip(model.sizes, model.seconds)
-        if (size < n and t <= seconds) or (size > n and t >= seconds)
+        if (size < n and t <= seconds) or size > n
     }
     points[n] = seconds
     if len(points) < 2:

@@ -2,9 +2,12 @@
 
 For each workload, size n (ascending) and backend: a small warm-up call (Numba's JIT or its disk
 cache, the process pool, a CUDA context, the dispatcher's calibration; for auto, its race at that
-n: see ``partally.auto.race``), then ``repeat`` samples
-through ``_timing.measure``. A sample is one call, or several back to back when one call is shorter
-than ``MIN_SAMPLE_S`` (timer resolution); times are per call. The median and the spread are kept.
+n: see ``partally.auto.race``), then ``repeat`` samples. A sample is one call, or several back
+to back when one call is shorter than ``MIN_SAMPLE_S`` (timer resolution); times are per call.
+The median and the spread are kept. A misprediction never costs more than the budget: a sample's
+calls stop once it has run past the per-call budget, and a cell's samples once it has spent
+``repeat`` times that. Warm-up probes and every call stay inside the bench's own sizes (a user
+function may be defined nowhere else).
 
 Every result (each call's, not only the last) is checked against the reference for (workload, n)
 before its time is reported; the reference is the first of these that applies:
@@ -34,10 +37,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from partally._errors import BackendUnavailable
 from partally._timing import Timing, measure
 from partally.workloads import Workload
 
@@ -370,13 +375,15 @@ def _run_workload(
     callers: dict[str, Callable[[int], Any]] = {}
     broken: dict[str, str] = {}  # backend -> the error that stopped it
     trusted = set(bench.backends)
+    largest = max(bench.sizes)  # a user function is called inside the bench's own sizes only
+    probes = [n for n in PROBE_SIZES if n <= largest] or [largest]
 
     for name in bench.backends:
         advance(f"{label}: warming up {name}")
         try:
             call = _caller(name, workload, bench.workers)
-            call(WARMUP_N)
-            for n in PROBE_SIZES:
+            call(min(WARMUP_N, largest))
+            for n in probes:
                 call(n)  # untimed: a first call at a size may set something up (calibration)
                 timing, result = measure(lambda n=n: call(n), PROBE_REPEAT)
                 fastest = min(timing.samples)  # one slow call must not inflate the prediction
@@ -392,7 +399,7 @@ def _run_workload(
                     bench.measurements.append(measurement)
                     alarm(describe_failure(measurement))
             callers[name] = call
-        except _NotSupported as exc:
+        except (_NotSupported, BackendUnavailable) as exc:
             broken[name] = f"does not run {label}: {exc}"
             for n in bench.sizes:
                 bench.measurements.append(
@@ -419,6 +426,9 @@ def _run_workload(
                 continue
             try:
                 cell[name] = _measure(bench, workload, name, n, callers[name], predicted)
+            except BackendUnavailable as exc:  # a compiled backend does not trust it this far
+                cell[name] = Measurement(label, name, n, SKIPPED, message=_one_line(exc))
+                continue
             except Exception as exc:
                 broken[name] = _one_line(exc)
                 cell[name] = Measurement(label, name, n, ERROR, message=broken[name])
@@ -481,15 +491,24 @@ def _measure(
 
         results.extend(dispatcher().settle(workload, n, lambda: call(n)))
 
-    def sample() -> None:
-        for _ in range(calls):
+    samples = []
+    spent = 0.0
+    longest = max(MIN_SAMPLE_S, bench.budget_s)  # a sample: its calls stop past this
+    for _ in range(bench.repeat):  # the cell stops once it has spent repeat x budget
+        began = time.perf_counter()
+        done = 0
+        while done < calls and (done == 0 or time.perf_counter() - began < longest):
             results.append(call(n))
-
-    timing, _ = measure(sample, bench.repeat)
+            done += 1
+        took = time.perf_counter() - began
+        samples.append(took / done)
+        spent += took
+        if spent > bench.repeat * bench.budget_s:
+            break  # mispredicted: each call takes far longer than its probes said
     distinct = _distinct(results, workload.reduction.same)
     measurement = Measurement(
         workload.name, name, n, "pending",
-        samples=tuple(seconds / calls for seconds in timing.samples),
+        samples=tuple(samples),
         calls_per_sample=calls,
         result=distinct[0] if len(distinct) == 1 else None,
         predicted_s=predicted,

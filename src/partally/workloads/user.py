@@ -76,6 +76,7 @@ class Frozen:
     def __init__(self) -> None:
         self.reads: list[tuple[Any, str, Any, bytes | None, str]] = []
         self.dispatchers: list[Any] = []  # the user's own Numba dispatchers it calls
+        self.modules: dict[str, types.ModuleType] = {}  # the modules whose names it reads
 
     def read(self, holder: Any, name: str, value: Any, where: str) -> None:
         snapshot = None
@@ -113,6 +114,8 @@ def _fingerprint(value: Any, hasher: Any, depth: int, seen: set[int], frozen: Fr
         _fingerprint(value.__code__, hasher, depth, seen, frozen)
         names = _global_names(value.__code__)
         module = value.__globals__.get("__name__", "?")
+        if module in sys.modules:
+            frozen.modules.setdefault(module, sys.modules[module])
         for name in sorted(names):
             if name in value.__globals__:
                 hasher.update(name.encode())
@@ -154,6 +157,8 @@ def _fingerprint(value: Any, hasher: Any, depth: int, seen: set[int], frozen: Fr
             _fingerprint(item, hasher, depth, seen, frozen)
     elif isinstance(value, types.ModuleType):
         hasher.update(value.__name__.encode())
+    elif isinstance(value, functools._lru_cache_wrapper):  # a cached helper: its function
+        _fingerprint(value.__wrapped__, hasher, depth, seen, frozen)
     else:
         hasher.update(repr(value).encode()[:4096])
 
@@ -164,6 +169,7 @@ def _attributes(
     """A module's attributes that ``names`` (a function's names) may read, as ``mod.f`` or
     ``pkg.mod.f``: hashed and noted like globals (a submodule's, in turn)."""
     hasher.update(module.__name__.encode())
+    frozen.modules.setdefault(module.__name__, module)
     if (
         id(module) in seen
         or depth > _DIGEST_DEPTH
@@ -213,6 +219,19 @@ def _check_signature(function: object) -> Callable:
     if not callable(function):
         raise TypeError(
             f"a workload is a function f(i, seed) -> bool, not {type(function).__name__}"
+        )
+    inner = inspect.unwrap(python_function(function))  # type: ignore[arg-type]
+    if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
+        raise TypeError(
+            f"workload {getattr(inner, '__qualname__', inner)!r} is a generator function: its "
+            "value at each i would be a generator object (always true), not the value it yields; "
+            "a workload returns its value: def f(i, seed): return ..."
+        )
+    if inspect.iscoroutinefunction(inner):
+        raise TypeError(
+            f"workload {getattr(inner, '__qualname__', inner)!r} is an async def: its value at "
+            "each i would be a coroutine, never run; a workload is a plain function f(i, seed) "
+            "(for concurrent IO, use partally.map_io or amap_io)"
         )
     try:
         signature = inspect.signature(function)
@@ -341,18 +360,48 @@ def payload(function: Callable) -> bytes:
     be able to import the user's script or module, only partally and what it imports."""
     import cloudpickle
 
-    module = sys.modules.get(getattr(function, "__module__", "") or "")
-    if module is None or not _users_own(module):
-        return cloudpickle.dumps(function)
+    modules = [module for module in fingerprint(function)[1].modules.values() if _users_own(module)]
+    if not modules:
+        return _dumps(function)
     with _by_value:  # cloudpickle's register is process-wide: one pickler at a time changes it
-        cloudpickle.register_pickle_by_value(module)
+        registered = []
         try:
-            return cloudpickle.dumps(function)
+            for module in modules:
+                if not cloudpickle.cloudpickle._is_registered_pickle_by_value(module):
+                    cloudpickle.register_pickle_by_value(module)
+                    registered.append(module)
+            return _dumps(function)
         finally:
-            cloudpickle.unregister_pickle_by_value(module)
+            for module in registered:
+                cloudpickle.unregister_pickle_by_value(module)
 
 
 _by_value = threading.Lock()
+
+
+def _dumps(function: Callable) -> bytes:
+    """``function`` by cloudpickle, where an ``functools.lru_cache`` wrapper it reaches travels
+    as its function (by value, as the function would) and is wrapped again where it lands:
+    cloudpickle sends it by reference, and a worker cannot find one defined in ``__main__``
+    (cloudpickle#178)."""
+    import io
+
+    import cloudpickle
+
+    class Pickler(cloudpickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, functools._lru_cache_wrapper):
+                parameters = obj.cache_parameters()
+                return _lru_cached, (obj.__wrapped__, parameters["maxsize"], parameters["typed"])
+            return super().reducer_override(obj)
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(function)
+    return buffer.getvalue()
+
+
+def _lru_cached(function: Callable, maxsize: int | None, typed: bool) -> Callable:
+    return functools.lru_cache(maxsize=maxsize, typed=typed)(function)
 
 
 def _users_own(module: types.ModuleType) -> bool:

@@ -187,7 +187,8 @@ def test_quick_run_writes_json_with_every_result_verified(bench_cli, dispatcher,
         assert row["speedup_vs_python"] > 0
     # auto ran on this test's dispatcher, and the rows say what it picked
     assert sorted(dispatcher) == ["count", "pi", "primes"]
-    assert {r["chose"] for r in rows if r["backend"] == "auto"} == {"threads"}
+    # the fixed models' choice (threads), or python where auto's own calls corrected them
+    assert {r["chose"] for r in rows if r["backend"] == "auto"} <= {"python", "threads"}
     assert "every result matched its reference" in out
     for workload in ("count", "primes", "pi"):
         assert workload in out

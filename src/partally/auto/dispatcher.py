@@ -450,7 +450,9 @@ class Dispatcher:
             found = dataclasses.replace(found, models=models, noisy=False)
             self._calibrations[workload.key] = found
             self.cache.save(workload.key, found)
-            self._forget_choices()
+            for key in [key for key in self._memo if key[0] == workload.key]:
+                if key not in self._raced:  # a race's winner stands: real calls settled it
+                    del self._memo[key]
 
     def _probe_others(self, workload: Workload, n: int, name: str, seconds: float) -> None:
         """Time, once, each backend predicted over ``OFF_BY`` times slower at n than ``name``

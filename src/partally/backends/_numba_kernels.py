@@ -129,14 +129,13 @@ def chunk_bounds(lo, hi, chunks):
 
 @njit(inline="always")
 def first_failed(bounds, failed):
-    # [lo, hi) of the first chunk whose function raised, or [-1, -1].
-    bad = np.full(2, -1, np.int64)
+    # (lo, hi) of the first chunk whose function raised, or (-1, -1): two ints, not an array,
+    # so that returning them to Python runs no Python code (a Ctrl-C pending then would be
+    # raised inside Numba's boxing, as a SystemError).
     for c in range(failed.size):
         if failed[c]:
-            bad[0] = bounds[c]
-            bad[1] = bounds[c + 1]
-            break
-    return bad
+            return bounds[c], bounds[c + 1]
+    return np.int64(-1), np.int64(-1)
 
 
 def count_chunk(a, b, seed, partials, c):

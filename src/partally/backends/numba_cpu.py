@@ -213,6 +213,8 @@ class NumbaBackend(CompiledBackend):
             try:
                 out, bad = kernel(a, b, typed, chunks, *extra)
             except Exception as exc:  # raised outside the chunks' own error handling
+                if _interrupted(exc):  # a Ctrl-C that landed while Numba boxed the result
+                    raise KeyboardInterrupt from None
                 raise WorkloadError(
                     workload.name, None, exc, where=f"somewhere in [{a}, {b}) on numba"
                 ) from exc

@@ -265,3 +265,47 @@ def test_a_prediction_far_off_is_corrected_by_auto_s_own_calls(tmp_path):
     again = Dispatcher(cache=CalibrationCache(tmp_path), settings=Settings(),
                        calibrate=functools.partial(pytest.fail, "calibrated again"))
     assert again.choose(payoff, n) == "numba"  # the correction was cached for later processes
+
+
+# --- the property: no silent wrong answer, over arrays and ranges of any n -----------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TABLE = np.random.default_rng(7).integers(-(2**40), 2**40, 4000)
+
+_LEAF = st.one_of(
+    st.just("i"), st.just("s"), st.just("int(TABLE[i])"), st.just("int(TABLE[(i * 7) % 4000])"),
+    st.integers(-9, 9).map(str),
+    st.sampled_from(["(2**62)", "(2**31 - 1)", "2654435761", "64"]),
+)
+_EXPR = st.recursive(
+    _LEAF,
+    lambda leaf: st.builds(
+        lambda a, op, b: f"({a} {op} {b})", leaf, st.sampled_from(["+", "-", "*", "//", "%"]), leaf
+    ),
+    max_leaves=3,
+)
+
+
+@settings(max_examples=10, deadline=None)
+@given(_EXPR, st.sampled_from(["<", ">", "==", "!="]), st.integers(-5, 5), st.integers(1, 4000))
+def test_property_a_function_over_an_array_is_pythons_or_refused(expression, comparison, k, n):
+    """Any small predicate over the table, at any n inside it: each backend gives Python's
+    count, or refuses, or raises WorkloadError where Python raises; never another number."""
+    source = f"lambda i, s: {expression} {comparison} {k}"
+    function = eval(source, {"TABLE": TABLE})  # noqa: S307 - a generated expression of our own
+    try:
+        expected = sum(bool(function(i, 0)) for i in range(n))
+    except (ZeroDivisionError, OverflowError):
+        expected = None  # Python raises inside the range: every backend must raise too
+    for backend in ("numba", "threads"):
+        try:
+            got = partally.compute(n, backend, function, workers=2)
+        except partally.BackendUnavailable as refused:
+            assert str(refused), source
+            continue
+        except partally.WorkloadError:
+            assert expected is None, (source, backend, n)
+            continue
+        assert expected is not None and got == expected, (source, backend, n, got, expected)

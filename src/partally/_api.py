@@ -45,6 +45,7 @@ def compute(
     workers: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], object] | None = None,
+    args: tuple[Any, ...] = (),
 ) -> Any:
     """Reduce v(i) = workload(i, seed) over the integers i in [0, n), on ``backend``; by default
     count the i that satisfy ``workload``.
@@ -74,6 +75,12 @@ def compute(
     many of this call's pieces run at once on a pool shared by all calls, so calls from several
     threads, with different ``workers``, each get their exact count.
 
+    ``args`` (a tuple) is your function's data, passed after ``(i, seed)``: NumPy arrays (bool,
+    integers, float32/float64; any shape, strided or not, memmaps) and int, float or bool
+    scalars; read-only inside the function, and sent once per call, never per task (each
+    backend's way: ``partally.explain`` says it). Anything else is a ``TypeError`` before
+    anything runs.
+
     A ``compute`` made from inside a running workload (its function calls ``compute``) runs
     inline, in the calling thread, wherever the Python loop would wait on a pool or cluster that
     the outer call holds (``auto``, python, threads, processes, ray, celery), as joblib runs
@@ -85,6 +92,7 @@ def compute(
     workers = _validate.workers(workers)
     seed = _validate.seed(seed)
     progress = _validate.progress(progress)
+    chosen = _validate.args(args, chosen, n, seed)
     nested = running()
     if nested and backend == "auto":
         backend = "python"  # no calibration, no pool: the outer call has the cores
@@ -93,7 +101,7 @@ def compute(
     reason = runner.unavailable()
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not available here: {reason}")
-    reason = runner.supports(chosen, n)
+    reason = runner.args_refusal(chosen) or runner.supports(chosen, n)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run workload {chosen.name!r}: {reason}")
     workers = workers or runner.default_workers()

@@ -6,7 +6,7 @@ import operator
 from collections.abc import Callable
 
 from partally.backends import names as backend_names
-from partally.workloads import INDEX_LIMIT, Workload, resolve
+from partally.workloads import INDEX_LIMIT, Workload, data, resolve, user
 
 
 def integer(name: str, value: object) -> int:
@@ -23,6 +23,22 @@ def workload(value: object, reduce: object = None) -> Workload:
     """A built-in's name, a function or a Workload, as a Workload reducing by ``reduce`` (None:
     its own); ``ValueError`` / ``TypeError`` for a bad or contradicting ``reduce``."""
     return resolve(value, reduce)
+
+
+def args(value: object, chosen: Workload, n: int, seed: int) -> Workload:
+    """``chosen`` over the user's data ``value`` (``data.check``: arrays and scalars, else a
+    ``TypeError`` naming the argument); an example's own data for (n, seed) where it has a
+    ``data`` function and none is given; ``TypeError`` for a built-in given args, or a function
+    whose signature cannot take them."""
+    if value is None or (isinstance(value, tuple) and not value):
+        if chosen.data is None:
+            return chosen
+        value = chosen.data(n, seed)
+    checked = data.check(value)
+    if chosen.function is None:
+        raise TypeError(f"the built-in workload {chosen.name!r} takes no args")
+    user.check_arity(chosen.function, len(checked))
+    return chosen.with_args(checked)
 
 
 def backend(name: object) -> str:

@@ -32,13 +32,16 @@ def use_dispatcher(replacement: Dispatcher | None) -> None:
             _made.append(replacement)
 
 
-def explain(n: int, workload: object = "count", *, reduce: str | None = None) -> Explanation:
+def explain(
+    n: int, workload: object = "count", *, reduce: str | None = None, args: tuple = ()
+) -> Explanation:
     """Which backend ``partally.compute(n, workload=workload, reduce=reduce)`` would run on here,
     and why.
 
     Returns an ``Explanation``: ``.backend`` is the choice, ``.reason`` the rule that made it,
     ``.predicted`` the cost model's seconds per backend when the models decided, ``.values``
-    what is reduced (e.g. "sum of float values (inferred from f(0, 0))"; "" for a count);
+    what is reduced (e.g. "sum of float values (inferred from f(0, 0))"; "" for a count),
+    ``.args`` how the args travel on the chosen backend;
     ``str()`` of it reads as one line. Like ``compute``, the first call for a workload and
     reduction may calibrate (about 3 s, then cached on this machine).
     """
@@ -46,4 +49,4 @@ def explain(n: int, workload: object = "count", *, reduce: str | None = None) ->
 
     chosen = _validate.workload(workload, reduce)
     n = _validate.size(n, chosen)
-    return dispatcher().explain(chosen, n)
+    return dispatcher().explain(_validate.args(args, chosen, n, 0), n)

@@ -243,8 +243,8 @@ def _ladder(
         else:
             estimate = medians[-1] if medians else first_s
         repeat, calls = _repeats(estimate), _batch(estimate)
-        if sizes and clock() + estimate * repeat * calls > deadline:
-            break
+        if len(sizes) >= 2 and clock() + estimate * repeat * calls > deadline:
+            break  # two sizes at least: a line to fit
         timing, result = _timing.measure(batched(n, calls), repeat)
         if _disagree(timing):  # a stall of a busy machine: once more, then say so
             timing, result = _timing.measure(batched(n, calls), repeat)
@@ -256,8 +256,6 @@ def _ladder(
         reference.setdefault(n, result)
         sizes.append(n)
         medians.append(timing.median / calls)
-    if len(sizes) < 2:  # the share ran out after one size: a second, shorter one to fit through
-        raise ValueError(f"its share of the budget ({share:.3g} s) was spent on one size")
     if not backend.has_startup:
         startup = 0.0
     elif backend.name in startups:

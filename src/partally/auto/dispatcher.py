@@ -48,7 +48,7 @@ from partally.auto.race import Race, contenders
 from partally.backends import Backend
 from partally.backends import get as get_backend
 from partally.backends import names as backend_names
-from partally.workloads import Workload
+from partally.workloads import Workload, data
 
 FIXED_ORDER = ("native", "numba", "python")
 _STARTED_BELOW_S = 1e-3  # a one-time start cheaper than this counts as none
@@ -77,10 +77,13 @@ class Explanation:
     not_started: tuple[str, ...] = ()
     values: str = ""  # what is reduced, e.g. "sum of float values (inferred from f(0, 0))"
     sources: dict[str, str] = field(default_factory=dict)  # where each prediction came from
+    args: str = ""  # how the call's args travel on the chosen backend ("" without args)
 
     def __str__(self) -> str:
         what = f"{self.workload}, {self.values}" if self.values else self.workload
         text = f"auto: {self.backend!r} for {what} at n = {self.n} ({self.reason})"
+        if self.args:
+            text += f"; args: {self.args}"
         if self.predicted:
             times = ", ".join(
                 f"{name} {_format.seconds(t)}"
@@ -579,4 +582,7 @@ class Dispatcher:
                 times = ", ".join(f"{name} {_format.seconds(t)}" for name, t in raced.items())
                 why = f"the fastest of auto's own calls at this n, raced in turn (medians: {times})"
                 explanation = dataclasses.replace(explanation, backend=winner, reason=why)
-            return dataclasses.replace(explanation, values=values(workload))
+            travel = ""
+            if workload.args:
+                travel = f"{data.words(workload.args)}, {get_backend(explanation.backend).args_travel}"
+            return dataclasses.replace(explanation, values=values(workload), args=travel)

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import ModuleType
 
 import llvmlite.ir
+import numba
 import numpy as np
 from numba import njit, types
 from numba.core.errors import TypingError
@@ -138,11 +139,11 @@ def first_failed(bounds, failed):
     return np.int64(-1), np.int64(-1)
 
 
-def count_chunk(a, b, seed, partials, c):
+def count_chunk(a, b, seed, partials, c, *args):
     try:
         s = np.uint64(0)
         for i in range(a, b):  # `count`'s loop: LLVM folds it to b - a
-            if element(index_type(i), seed):
+            if element(index_type(i), seed, *args):
                 s += np.uint64(1)
         partials[c] = s
     except Exception:
@@ -150,30 +151,30 @@ def count_chunk(a, b, seed, partials, c):
     return 0
 
 
-def count(lo, hi, seed, chunks):
+def count(lo, hi, seed, chunks, *args):
     bounds = chunk_bounds(lo, hi, chunks)
     # One partial row per chunk, written by its own iteration and added after the prange: no
     # scalar reduction for Numba's parfor pass to infer (that inference fails on Python 3.12+).
     partials = np.zeros(chunks, np.uint64)
     failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
-        failed[c] = count_chunk(bounds[c], bounds[c + 1], seed, partials, c)
+        failed[c] = count_chunk(bounds[c], bounds[c + 1], seed, partials, c, *args)
     total = np.uint64(0)
     for c in range(chunks):
         total += partials[c]
     return total, first_failed(bounds, failed)
 
 
-def int_sum(lo, hi, seed, chunks):
+def int_sum(lo, hi, seed, chunks, *args):
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.zeros((chunks, 3), np.int64)
     failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
-        failed[c] = int_sum_chunk(bounds[c], bounds[c + 1], seed, rows, c)
+        failed[c] = int_sum_chunk(bounds[c], bounds[c + 1], seed, rows, c, *args)
     return rows, first_failed(bounds, failed)
 
 
-def int_sum_chunk(start, end, seed, rows, c):
+def int_sum_chunk(start, end, seed, rows, c, *args):
     # Each value splits into its low 32 bits (>= 0) and the rest (signed): two plain int64 sums
     # that vectorise, carried into three 32-bit-digit words after every block.
     try:
@@ -186,7 +187,7 @@ def int_sum_chunk(start, end, seed, rows, c):
             low = np.int64(0)
             high = np.int64(0)
             for i in range(a, b):
-                x = as_int64(element(index_type(i), seed))
+                x = as_int64(element(index_type(i), seed, *args))
                 low += x & DIGIT
                 high += x >> 32
             w0 += low
@@ -217,16 +218,16 @@ def add_at(limbs, place, total, negative):
     limbs[k + 2] += ((high >> 32) ^ sign) - sign
 
 
-def float_sum(lo, hi, seed, chunks):
+def float_sum(lo, hi, seed, chunks, *args):
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.zeros((chunks, LIMBS + 3), np.int64)
     failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
-        failed[c] = float_sum_chunk(bounds[c], bounds[c + 1], seed, rows, c)
+        failed[c] = float_sum_chunk(bounds[c], bounds[c + 1], seed, rows, c, *args)
     return rows, first_failed(bounds, failed)
 
 
-def float_sum_chunk(start, end, seed, rows, c):
+def float_sum_chunk(start, end, seed, rows, c, *args):
     # Each finite value is its integer significand (< 2**53) at its exponent's place, in units of
     # 2**-1074. Values come in windows of WINDOW: where a window's nonzero values span at most
     # SPAN binades (no NaN, infinity or subnormal), each is its significand shifted to the
@@ -247,7 +248,7 @@ def float_sum_chunk(start, end, seed, rows, c):
             lowest = np.int64(0x7FF)  # the lowest exponent of a nonzero value
             highest = np.int64(0)
             for j in range(m):
-                bits = f64_bits(as_float64(element(index_type(a + j), seed)))
+                bits = f64_bits(as_float64(element(index_type(a + j), seed, *args)))
                 window[j] = bits
                 e = (bits >> 52) & 0x7FF
                 lowest = min(lowest, e + np.int64((bits & MAGNITUDE) == 0) * 0x7FF)
@@ -299,16 +300,16 @@ def float_sum_chunk(start, end, seed, rows, c):
     return 0
 
 
-def int_extreme(lo, hi, seed, chunks, flip):
+def int_extreme(lo, hi, seed, chunks, flip, *args):
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.empty((chunks, 3), np.int64)
     failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
-        failed[c] = int_extreme_chunk(bounds[c], bounds[c + 1], seed, rows, c, flip)
+        failed[c] = int_extreme_chunk(bounds[c], bounds[c + 1], seed, rows, c, flip, *args)
     return rows, first_failed(bounds, failed)
 
 
-def int_extreme_chunk(start, end, seed, rows, c, flip):
+def int_extreme_chunk(start, end, seed, rows, c, flip, *args):
     # The smallest key ^ flip (flip 0: min; -1: max, as ~key reverses the order) and the first
     # index holding it. Values come in windows: the window's smallest key is a plain int64 min
     # (it vectorises); only a window that beats the best so far is searched for its first index.
@@ -321,7 +322,7 @@ def int_extreme_chunk(start, end, seed, rows, c, flip):
             m = min(WINDOW, end - a)
             least = LARGEST
             for j in range(m):
-                key = as_int64(element(index_type(a + j), seed)) ^ flip
+                key = as_int64(element(index_type(a + j), seed, *args)) ^ flip
                 window[j] = key
                 least = min(least, key)
             if at < 0 or least < best:
@@ -339,16 +340,16 @@ def int_extreme_chunk(start, end, seed, rows, c, flip):
     return 0
 
 
-def float_extreme(lo, hi, seed, chunks, flip):
+def float_extreme(lo, hi, seed, chunks, flip, *args):
     bounds = chunk_bounds(lo, hi, chunks)
     rows = np.empty((chunks, 3), np.int64)
     failed = np.zeros(chunks, np.uint8)
     for c in prange(chunks):
-        failed[c] = float_extreme_chunk(bounds[c], bounds[c + 1], seed, rows, c, flip)
+        failed[c] = float_extreme_chunk(bounds[c], bounds[c + 1], seed, rows, c, flip, *args)
     return rows, first_failed(bounds, failed)
 
 
-def float_extreme_chunk(start, end, seed, rows, c, flip):
+def float_extreme_chunk(start, end, seed, rows, c, flip, *args):
     # As int_extreme, with IEEE totalOrder keys (-0.0 < +0.0) from the bits; NaN values take the
     # largest key in the window's min and are searched for apart (the first NaN wins).
     try:
@@ -362,7 +363,7 @@ def float_extreme_chunk(start, end, seed, rows, c, flip):
             least = LARGEST
             nans = np.int64(0)
             for j in range(m):
-                bits = f64_bits(as_float64(element(index_type(a + j), seed)))
+                bits = f64_bits(as_float64(element(index_type(a + j), seed, *args)))
                 window[j] = bits
                 nan = np.int64((bits & MAGNITUDE) > INFINITY)
                 nans += nan
@@ -408,18 +409,21 @@ def _module(workload: Workload, name: str) -> ModuleType:
     """The module of ``workload``'s kernel ``name``, from its file in the cache folder (written
     once), or in memory. The file's name holds everything the compiled kernel depends on (sum
     and mean share the sum kernel's file, min and max the extreme kernel's)."""
+    arity = len(workload.args)
     identity = f"{workload.cache_key or workload.name}|{digest(workload.element)}|{name}"
-    identity += f"|{_SOURCE_DIGEST}"
+    identity += f"|{_SOURCE_DIGEST}|{arity}"
     module_name = f"partally_kernel_{workload.name if workload.name.isidentifier() else 'w'}"
     module_name += f"_{name}_{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    # The args as parameters of their own: Numba's parfor pass cannot take *args into a prange.
+    source = _SOURCE.replace(", *args", "".join(f", a{k}" for k in range(arity)))
     folder = _folder()
     if folder is not None:
         path = folder / f"{module_name}.py"
         try:
-            if not path.is_file() or path.read_text(encoding="utf-8") != _SOURCE:
+            if not path.is_file() or path.read_text(encoding="utf-8") != source:
                 fd, tmp = tempfile.mkstemp(suffix=".py", dir=folder)
                 with os.fdopen(fd, "w", encoding="utf-8") as file:
-                    file.write(_SOURCE)
+                    file.write(source)
                 os.replace(tmp, path)
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
@@ -429,7 +433,7 @@ def _module(workload: Workload, name: str) -> ModuleType:
         except OSError:
             pass
     module = ModuleType(module_name)
-    exec(compile(_SOURCE, f"<{module_name}>", "exec"), module.__dict__)  # noqa: S102 - our own
+    exec(compile(source, f"<{module_name}>", "exec"), module.__dict__)  # noqa: S102 - our own
     return module
 
 
@@ -449,16 +453,19 @@ def kernel(workload: Workload, name: str) -> tuple[Callable, type]:
         raise ValueError(f"no Numba kernel {name!r}; expected one of {KERNELS}")
     index_type = np.uint64 if workload.unsigned else np.int64
     module = _module(workload, name)
-    module.element = njit(inline="always")(workload.element(index_type, njit))
+    checked = any(hasattr(value, "dtype") for value in workload.args)  # reads past an end raise
+    module.element = njit(inline="always", boundscheck=checked)(workload.element(index_type, njit))
     module.index_type = index_type
     errors = "numpy" if workload.builtin else "python"
     chunk = f"{name}_chunk"
-    setattr(module, chunk, njit(error_model=errors, nogil=True)(getattr(module, chunk)))
+    made = njit(error_model=errors, nogil=True, boundscheck=checked)(getattr(module, chunk))
+    setattr(module, chunk, made)
     cached = getattr(module, "__file__", None) is not None  # from a file Numba can cache beside
     compiled = njit(parallel=True, nogil=True, cache=cached)(getattr(module, name))
     numba_index = types.uint64 if index_type is np.uint64 else types.int64
     signature = (types.int64, types.int64, numba_index, types.int64)
-    compiled.compile(signature + ((types.int64,) if name.endswith("extreme") else ()))
+    signature += (types.int64,) if name.endswith("extreme") else ()
+    compiled.compile(signature + tuple(numba.typeof(value) for value in workload.args))
     return compiled, index_type
 
 

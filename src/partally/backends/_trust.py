@@ -28,13 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from partally.workloads import INDEX_LIMIT, Workload
+from partally.workloads import INDEX_LIMIT, Workload, data
 from partally.workloads import user
 
 BUDGET_S = 0.005  # Python time spent on a workload's sample (the compiled side is cheaper)
 _SEEDS = (0, 1, 12345)  # seeds past 2**63 reach compiled code as negative int64, documented
 _RANDOM = 64  # random indices after the structured ones
 _AT_LEAST = 32  # indices compared whatever the budget: the ends and the largest powers of two
+_RECORDS = 1024  # trust records kept (per workload and data): the oldest go first
 
 Values = Callable[[Sequence[int], int], Sequence[object]]  # (indices, seed) -> compiled values
 
@@ -193,12 +194,15 @@ class Guard:
         """Why ``compiled`` cannot be trusted with ``workload`` over [0, hi), or None. A range
         already checked needs no check; a larger one has its new part [checked, hi) sampled
         (``disagreement``); a disagreement at i refuses every range that holds i, and only
-        those."""
-        record = self._trust.get(workload.key)
+        those. Kept per workload and, with args, per data (``data.identity``)."""
+        key = workload.key if not workload.args else f"{workload.key}|{data.identity(workload.args)}"
+        record = self._trust.get(key)
         if record is not None and hi <= min(record.checked, record.refused_from):
             return None  # the hot path: no lock
         with self._checking:
-            record = self._trust.setdefault(workload.key, _Trust())
+            if key not in self._trust and len(self._trust) >= _RECORDS:
+                del self._trust[next(iter(self._trust))]  # the oldest: other data, long ago
+            record = self._trust.setdefault(key, _Trust())
             if hi > record.refused_from:
                 return record.reason
             if hi > record.checked:

@@ -70,6 +70,7 @@ class Backend:
     has_startup: ClassVar[bool] = False  # a one-time start per process: JIT, pool, context
     gpu: ClassVar[bool] = False  # runs on a GPU
     remote: ClassVar[bool] = False  # runs on a cluster: auto times and picks it only if configured
+    args_travel: ClassVar[str] = ""  # how a call's args reach its workers; "": it takes none
     setting: ClassVar[str] = ""  # remote: the environment variable that names its cluster
 
     def __new__(cls, *args: object, **kwargs: object) -> Backend:
@@ -88,8 +89,17 @@ class Backend:
 
     def refusal(self, workload: Workload, n: int | None = None) -> str | None:
         """Why it cannot run ``workload`` here (over [0, n)): not available here, or not for
-        this workload."""
-        return self.unavailable() or self.supports(workload, n)
+        this workload (or its args)."""
+        return self.unavailable() or self.args_refusal(workload) or self.supports(workload, n)
+
+    def args_refusal(self, workload: Workload) -> str | None:
+        """Why it cannot take ``workload``'s args, or None."""
+        if workload.args and not self.args_travel:
+            return (
+                f"it does not take args (the function's data) yet; run it on python, threads, "
+                "processes or numba"
+            )
+        return None
 
     def configured(self) -> bool:
         """Whether what it runs on is named in the environment (a remote backend's ``setting``,

@@ -127,6 +127,7 @@ def _made_unless_ctrl_c(workload: Workload) -> Kernel:
 
 class NumbaBackend(CompiledBackend):
     name = "numba"
+    args_travel = "kernel arguments: the caller's arrays in place (compiled once per argument types, bounds-checked)"
     family = "Numba"
     uses_workers = True
     has_startup = True
@@ -211,7 +212,7 @@ class NumbaBackend(CompiledBackend):
         for a, b in paced_slices(lo, hi, workload.cpu_slice):
             chunks = max(1, min(workers * _CHUNKS_PER_WORKER, b - a))
             try:
-                out, bad = kernel(a, b, typed, chunks, *extra)
+                out, bad = kernel(a, b, typed, chunks, *extra, *workload.args)
             except Exception as exc:  # raised outside the chunks' own error handling
                 if _interrupted(exc):  # a Ctrl-C that landed while Numba boxed the result
                     raise KeyboardInterrupt from None
@@ -219,7 +220,8 @@ class NumbaBackend(CompiledBackend):
                     workload.name, None, exc, where=f"somewhere in [{a}, {b}) on numba"
                 ) from exc
             if bad[0] >= 0:
-                raise _raised_in(workload, (kernel, typed, extra), int(bad[0]), int(bad[1]), seed)
+                call = (kernel, typed, (*extra, *workload.args))
+                raise _raised_in(workload, call, int(bad[0]), int(bad[1]), seed)
             total = reduction.merge(total, _exact_rows.partial(reduction, out))
             tally.add(b - a)
         return total
@@ -268,7 +270,7 @@ def _element_partials(workload: Workload, kernel: Callable, index_type: type) ->
         threads = numba.get_num_threads()  # this thread's setting: other threads keep theirs
         numba.set_num_threads(1)  # one element a call: no parallel region's barrier to wait at
         try:  # (2 threads on a loaded machine: 5 us to 0.3 ms a call, and far worse at times)
-            made = [kernel(i, i + 1, typed, 1, *extra) for i in indices]
+            made = [kernel(i, i + 1, typed, 1, *extra, *workload.args) for i in indices]
         finally:
             numba.set_num_threads(threads)
         for i, (_, bad) in zip(indices, made):

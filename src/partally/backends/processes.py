@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -29,9 +30,10 @@ from typing import Any
 
 from partally._errors import BackendFailed
 from partally._machine import cores
+from partally.backends import _shared
 from partally.backends._common import Tally, capped_workers, iter_range, run_on_pool
 from partally.backends.base import Backend, Progress
-from partally.workloads import Workload
+from partally.workloads import Workload, data
 
 _TASKS_PER_WORKER = 4  # a little slack for uneven chunks (primes)
 _MIN_TASK = 10_000  # elements: a task's round trip costs ~0.3 ms, 10**4 pure-Python steps more
@@ -83,6 +85,7 @@ def _main_script_hidden(lock: threading.Lock) -> Iterator[None]:
 
 class ProcessesBackend(Backend):
     name = "processes"
+    args_travel = "copied once per call into shared memory, attached once per worker process, removed after the call"
     family = "Python"
     runs_python = True
     uses_workers = True
@@ -180,6 +183,23 @@ class ProcessesBackend(Backend):
         size = hi - lo
         if size <= 0:
             return workload.reduction.zero()
+        if data.arrays(workload.args):  # placed once in shared memory, removed whatever happens
+            with _shared.placed(workload.args) as shipped:
+                kind = workload.kind if workload.reduce != "count" else None
+                sent = dataclasses.replace(workload, args=shipped, returns=kind)  # kind: kept
+                return self._run(sent, lo, hi, workers, seed, progress)
+        return self._run(workload, lo, hi, workers, seed, progress)
+
+    def _run(
+        self,
+        workload: Workload,
+        lo: int,
+        hi: int,
+        workers: int,
+        seed: int,
+        progress: Progress | None,
+    ) -> Any:
+        size = hi - lo
         workers = capped_workers(workers)
         parts = max(workers * _TASKS_PER_WORKER, -(-size // _MAX_TASK))
         parts = min(parts, -(-size // _MIN_TASK))

@@ -13,6 +13,7 @@ _FIRST, _EVERY_S = 256, 0.2  # with a progress callback: the first piece, then a
 
 class PythonBackend(Backend):
     name = "python"
+    args_travel = "the caller's arrays themselves, read in place"
     family = "Python"
     runs_python = True
 

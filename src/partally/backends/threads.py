@@ -28,6 +28,7 @@ _CHUNK = 2**16  # elements per task: a cancelled run stops within one chunk's ti
 
 class ThreadsBackend(Backend):
     name = "threads"
+    args_travel = "the caller's arrays themselves, read in place"
     family = "Python"
     runs_python = True
     gil_bound = True

@@ -35,6 +35,7 @@ warm-up probes at 10**3 and 10**4, the fastest of three calls each, seed it), so
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -183,18 +184,40 @@ def select_backends(
     return runnable, unavailable
 
 
+def over(workload: Workload, n: int) -> Workload:
+    """``workload`` over its data for n (an example's ``data(n, seed)``, made once per n), or
+    itself where it has none."""
+    if workload.data is None:
+        return workload
+    return _over(workload, n)
+
+
+@functools.lru_cache(maxsize=4)  # the sizes a bench is at now: data for the largest can be big
+def _over(workload: Workload, n: int) -> Workload:
+    from partally.workloads import data
+
+    return workload.with_args(data.check(workload.data(n, SEED)))
+
+
 def _caller(backend: str, workload: Workload, workers: int) -> Callable[[int], Any]:
     """Every row times ``partally.compute(n, backend=...)``, as a user calls it: auto's and a named
-    backend's per-call costs (checking the arguments) are the same."""
+    backend's per-call costs (checking the arguments) are the same. A workload with data gets
+    its args for each n, made before the call (never timed)."""
     from partally._api import compute
 
     if backend != AUTO:
         from partally.backends import get
 
-        reason = get(backend).supports(workload)
+        probe = over(workload, WARMUP_N) if workload.data is not None else workload
+        reason = get(backend).args_refusal(probe) or get(backend).supports(workload)
         if reason is not None:
             raise _NotSupported(reason)
-    return lambda n: compute(n, backend=backend, workload=workload, workers=workers, seed=SEED)
+    if workload.data is None:
+        return lambda n: compute(n, backend=backend, workload=workload, workers=workers, seed=SEED)
+    return lambda n: compute(
+        n, backend=backend, workload=workload, workers=workers, seed=SEED,
+        args=over(workload, n).args,
+    )
 
 
 class _NotSupported(Exception):
@@ -205,7 +228,7 @@ def _auto_choice(workload: Workload, n: int) -> str | None:
     from partally.auto import dispatcher
 
     try:
-        return dispatcher().choose(workload, n)
+        return dispatcher().choose(over(workload, n), n)
     except Exception:  # the label is only informative
         return None
 
@@ -226,7 +249,7 @@ class _References:
             return known, "known value"
         if n * workload.python_cost_s <= REFERENCE_BUDGET_S:
             if (workload, n) not in self._cache:
-                self._cache[workload, n] = _python(workload, 0, n)
+                self._cache[workload, n] = _python(over(workload, n), 0, n)
             return self._cache[workload, n], "pure-Python run_range"
         return None
 
@@ -283,11 +306,12 @@ class _References:
             lo = draw.randrange(n - length + 1)
             hi = lo + length
             try:
-                partial = get(name).run(workload, lo, hi, workers=self._workers, seed=SEED)
+                bound = over(workload, n)
+                partial = get(name).run(bound, lo, hi, workers=self._workers, seed=SEED)
                 got = workload.reduction.finish(partial, hi - lo)
             except Exception as exc:
                 return None, f"sample check failed: {name} on [{lo}, {hi}): {_one_line(exc)}"
-            python = _python(workload, lo, hi)
+            python = _python(bound, lo, hi)
             if not workload.reduction.same(got, python):
                 return None, (
                     f"sample check failed: {name} gave {got!r} on [{lo}, {hi}), "
@@ -305,9 +329,10 @@ class _References:
             return None
         backend = get(name)
         try:
-            if backend.refusal(workload):
+            bound = over(workload, n)
+            if backend.refusal(bound, n):
                 return None
-            partial = backend.run(workload, 0, n, workers=self._workers, seed=SEED)
+            partial = backend.run(bound, 0, n, workers=self._workers, seed=SEED)
             return workload.reduction.finish(partial, n)
         except Exception:
             return None
@@ -489,7 +514,7 @@ def _measure(
     if name == AUTO:  # auto's own warm-up: the race among near-tied backends at this n
         from partally.auto import dispatcher
 
-        results.extend(dispatcher().settle(workload, n, lambda: call(n)))
+        results.extend(dispatcher().settle(over(workload, n), n, lambda: call(n)))
 
     samples = []
     spent = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Mapping
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from partally.workloads import reductions
+from partally.workloads import data, reductions
 from partally.workloads.reductions import Reduction
 
 INDEX_LIMIT = 2**63 - 1  # every range end must fit a signed 64-bit integer
@@ -75,6 +76,8 @@ class Workload:
     reduce: str = "count"  # how the element values combine: one of reductions.NAMES
     returns: str | None = None  # the element kind declared ("int", "float"); None: inferred
     pickled: Callable[[Workload], tuple[Any, ...]] | None = None  # its __reduce__, if special
+    args: tuple[Any, ...] = ()  # the user's data for this call, after (i, seed): ``with_args``
+    data: Callable[[int, int], tuple[Any, ...]] | None = None  # an example's args for (n, seed)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", MappingProxyType(dict(self.known)))
@@ -108,7 +111,14 @@ class Workload:
             key += f"/{self.reduce}:{self.kind}"
         if self.limit < INDEX_LIMIT and not self.builtin:
             key += f"<{self.limit}"
+        if self.args:
+            key += f"({data.signature(self.args)})"
         return key
+
+    def with_args(self, args: tuple[Any, ...]) -> Workload:
+        """This workload over ``args`` (checked by ``data.check``): called as
+        ``f(i, seed, *args)``, kept per argument types (its key), never per data."""
+        return dataclasses.replace(self, args=args) if args or self.args else self
 
     @functools.cached_property
     def kind(self) -> str:
@@ -125,8 +135,12 @@ class Workload:
 
     @functools.cached_property  # written to the instance __dict__: fine on a frozen dataclass
     def predicate(self) -> Callable[[int, int], Any]:
-        """The per-element predicate in Python ints (built once, then kept)."""
-        return self.element(int, as_is)
+        """The per-element predicate in Python ints (built once, then kept), over its args."""
+        function = self.element(int, as_is)
+        if not self.args:
+            return function
+        args = self.args
+        return lambda i, seed: function(i, seed, *args)
 
     def compiled_seed(self, seed: int) -> int:
         """``seed`` (in [0, 2**64)) as the compiled backends pass it: as is, or as int64."""

@@ -10,9 +10,11 @@ edited function is measured again.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -238,14 +240,32 @@ def _check_signature(function: object) -> Callable:
     except (TypeError, ValueError):
         return function  # a builtin without a signature: calling it will tell
     try:
-        signature.bind(0, 0)
+        signature.bind_partial(0, 0)  # more parameters: its args, checked at each call
     except TypeError as exc:
         name = getattr(function, "__qualname__", repr(function))
         raise TypeError(
             f"workload {name}{signature} cannot be called as f(i, seed): {exc}; "
-            "a workload takes the index i and the seed, e.g. def f(i, seed): return i % 3 == 0"
+            "a workload takes the index i and the seed (then its args, if any), e.g. "
+            "def f(i, seed): return i % 3 == 0"
         ) from None
     return function
+
+
+def check_arity(function: Callable, extra: int) -> None:
+    """``TypeError`` unless ``function`` can be called as ``f(i, seed, *args)`` with ``extra``
+    args."""
+    try:
+        signature = inspect.signature(python_function(function))
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: calling it will tell
+    try:
+        signature.bind(0, 0, *range(extra))
+    except TypeError as exc:
+        name = getattr(function, "__qualname__", repr(function))
+        raise TypeError(
+            f"workload {name}{signature} cannot be called as f(i, seed, *args) with "
+            f"{extra} args: {exc}"
+        ) from None
 
 
 def make(
@@ -295,6 +315,8 @@ def _pickled_by_value(workload: Workload) -> tuple[Any, ...]:
     reduction, element kind (not inferred again in the worker) and limit. Inside that very
     pickling (a recursive decorated function reaches itself through its globals) the function
     is left to the pickler at work, which handles the cycle."""
+    if workload.args:  # the data beside the function: each backend says how it travels
+        return _over, (dataclasses.replace(workload, args=()), workload.args)
     kind = None if workload.reduce == "count" else workload.kind
     details = (workload.name, workload.cache_key, workload.reduce, kind, workload.limit)
     active = _pickling.__dict__.setdefault("functions", set())
@@ -308,6 +330,10 @@ def _pickled_by_value(workload: Workload) -> tuple[Any, ...]:
 
 
 _pickling = threading.local()  # the functions this thread is pickling now, by id
+
+
+def _over(workload: Workload, args: tuple[Any, ...]) -> Workload:
+    return workload.with_args(args)
 
 
 def wrap(function: Callable, reduce: str = "count") -> Workload:
@@ -445,24 +471,61 @@ def _rebuilt(
 
 
 def _with_key(made: Workload, key: str) -> Workload:
-    import dataclasses
-
     return dataclasses.replace(made, cache_key=key)
 
 
 def from_import_path(path: str, reduce: str | None = None) -> Workload:
-    """``module:function`` (importable; the current folder is searched too) as a Workload
-    reducing by ``reduce`` (None: a decorated workload's own, else count; ``ValueError`` if it
-    contradicts a decorated workload's own)."""
-    module_name, _, attribute = path.partition(":")
+    """``module:function`` (importable; the current folder is searched too) or
+    ``path/to/file.py:function`` as a Workload reducing by ``reduce`` (None: a decorated
+    workload's own, else count; ``ValueError`` if it contradicts a decorated workload's own).
+    A ``data(n, seed)`` function beside it gives its args for each n (``Workload.data``)."""
+    module_name, _, attribute = path.rpartition(":") if path.count(":") > 1 else path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"{path!r} is not module:function (e.g. mypkg.kernels:long_collatz)")
+        raise ValueError(
+            f"{path!r} is not module:function or file.py:function "
+            "(e.g. mypkg.kernels:long_collatz, examples/mse.py:sq_err)"
+        )
+    module = _module_of(module_name, path)
+    found = _attribute(module, module_name, attribute, path)
+    maker = getattr(module, "data", None)
+    if maker is not None and not callable(maker):
+        maker = None
+    if isinstance(found, Workload):
+        if reduce is not None and reduce != found.reduce:
+            raise ValueError(
+                f"workload {found.name!r} is declared with reduce={found.reduce!r}; "
+                f"--reduce {reduce} contradicts it (leave --reduce out, or declare it so)"
+            )
+    else:
+        found = make(found, attribute, reduce or "count")
+    return found if maker is None else dataclasses.replace(found, data=maker)
+
+
+def _module_of(module_name: str, path: str) -> types.ModuleType:
+    """The module ``module_name`` names: a file (``.py`` or a path) loaded by its path, else
+    imported (the current folder searched too)."""
+    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+        file = os.path.abspath(module_name)
+        if not os.path.isfile(file):
+            raise ImportError(f"no file {module_name!r} for --workload {path}")
+        name = os.path.splitext(os.path.basename(file))[0]
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {module_name!r} for --workload {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # found again by name: cloudpickle, Numba's cache
+        spec.loader.exec_module(module)
+        return module
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(f"cannot import module {module_name!r} for --workload {path}: {exc}") from exc
+
+
+def _attribute(module: types.ModuleType, module_name: str, attribute: str, path: str) -> Any:
+    """``module``'s (dotted) ``attribute``; ``AttributeError`` naming the path if missing."""
     found: Any = module
     for part in attribute.split("."):
         try:
@@ -471,11 +534,4 @@ def from_import_path(path: str, reduce: str | None = None) -> Workload:
             raise AttributeError(
                 f"module {module_name!r} has no {attribute!r} (for --workload {path})"
             ) from None
-    if isinstance(found, Workload):
-        if reduce is not None and reduce != found.reduce:
-            raise ValueError(
-                f"workload {found.name!r} is declared with reduce={found.reduce!r}; "
-                f"--reduce {reduce} contradicts it (leave --reduce out, or declare it so)"
-            )
-        return found
-    return make(found, attribute, reduce or "count")
+    return found

@@ -81,15 +81,11 @@ def limit(workload: Workload) -> int:
     return min(workload.limit, 10**12)
 
 
-def _gil_enabled() -> bool:
-    return getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
 def _dominated(
     name: str, models: Mapping[str, Model], workload: Workload, workers: int, gil_bound: bool
 ) -> str | None:
     """Why the pool backend ``name`` cannot beat the measured models at any n, or None."""
-    speedup = 1 if gil_bound and _gil_enabled() else workers
+    speedup = 1 if gil_bound else workers
     python = models["python"]
     hi = limit(workload)
     sizes = [n for n in (round(10 ** (e / 10)) for e in range(15, 130)) if n <= hi] + [hi]

@@ -30,7 +30,7 @@ class ThreadsBackend(Backend):
     name = "threads"
     family = "Python"
     runs_python = True
-    gil_bound = True
+    python_threads = True  # so gil_bound: serialised while the GIL is on
     uses_workers = True
 
     def __init__(self) -> None:

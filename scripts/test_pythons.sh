@@ -20,7 +20,7 @@ read -r -a versions <<< "${versions[*]}"
 tests=(tests/test_backends.py tests/test_workloads.py tests/test_user_workloads.py
        tests/test_numba_compile_errors.py tests/test_kernel_loops.py tests/test_errors.py
        tests/test_cli.py tests/test_reliability.py tests/test_reliability_auto.py
-       tests/test_cudasim_process.py)
+       tests/test_cudasim_process.py tests/test_free_threaded.py)
 
 find_python() {  # python3.X on PATH that runs (a pyenv shim may not), else pyenv's newest 3.X
     local v="$1" exe

@@ -27,7 +27,7 @@ if ! command -v mmdebstrap >/dev/null && command -v apt-get >/dev/null; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap; } \
         >/dev/null 2>&1 || true
 fi
-command -v mmdebstrap >/dev/null || skip "mmdebstrap is not installed and apt-get could not install it"
+command -v mmdebstrap >/dev/null || skip "no mmdebstrap, and apt-get could not install it"
 
 began=$SECONDS
 work="$(mktemp -d /var/tmp/partally-forky.XXXXXX)"
@@ -69,7 +69,8 @@ echo "== forky chroot: mmdebstrap forky from $mirror into $root"
 # forky's Release file can be past its Valid-Until (a frozen snapshot of the archive).
 mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' \
     --include="$(IFS=,; echo "${packages[*]}")" forky "$root" "$mirror"
-echo "== forky chroot: made in $((SECONDS - began)) s ($(du -sh --one-file-system "$root" | cut -f1))"
+size="$(du -sh --one-file-system "$root" | cut -f1)"
+echo "== forky chroot: made in $((SECONDS - began)) s ($size)"
 
 # The host's extra CA certificates (a proxy's, a private index's), trusted in the chroot too.
 if [ -d /usr/local/share/ca-certificates ]; then

@@ -49,8 +49,9 @@ for v in "${versions[@]}"; do
     "$venv/bin/python" -m pip install --quiet ".[test,cuda]"
     "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}" || status=1
     pi="$("$venv/bin/partally" compute 1e6 --backend numba --workload pi)" || pi="(failed)"
+    echo "== Python $v: partally compute 1e6 --backend numba --workload pi: $pi"
     if [ "${pi%% *}" != 785806 ]; then
-        echo "== Python $v: 'partally compute 1e6 --backend numba --workload pi': $pi, not 785806"
+        echo "== Python $v: that is not 785806"
         status=1
     fi
     echo "== Python $v: done in $((SECONDS - began)) s"

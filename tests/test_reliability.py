@@ -4,6 +4,8 @@ Ctrl-C at any moment (numba's import included), a worker that dies.
 Anything that could hang runs in a subprocess with a timeout, so a hang fails the test.
 """
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -170,12 +172,18 @@ def test_processes_and_threads_are_exact_under_every_start_method(tmp_path, meth
     # (a script file, so that spawn and forkserver children can import its functions)
     script = tmp_path / "start_methods.py"
     script.write_text(START_METHODS)
-    done = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    process = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a hung child and its pool: none of them left behind
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"hung:\n{stdout}{stderr}")
+    assert process.returncode == 0, stdout + stderr
     expected = str(count_range("pi", 0, 200_000))
-    assert done.stdout.split() == ["pool:", "spawn", "parent:", expected, expected,
-                                   "child:", expected, expected, "exit:", "0"], done.stderr
+    assert stdout.split() == ["pool:", "spawn", "parent:", expected, expected,
+                              "child:", expected, expected, "exit:", "0"], stderr
 
 
 # 4. workers far above the cores is capped.

@@ -109,10 +109,14 @@ def test_a_workload_that_raises_prints_one_line_and_its_own_frame(tmp_path, back
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
+    try:  # CPython's own words for it, which change between versions
+        1 // (3 - 3)  # noqa: B018
+    except ZeroDivisionError as exc:
+        words = str(exc)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        "partally compute: error: workload 'fails_at_three' raised ZeroDivisionError at i = 3: "
-        "integer division or modulo by zero",
+        f"partally compute: error: workload 'fails_at_three' raised ZeroDivisionError at i = 3: "
+        f"{words}",
         f'  File "{tmp_path / "failing.py"}", line 6, in fails_at_three',
         "    return helper(i - 3) > 0",
     ]

@@ -4,6 +4,8 @@ Ctrl-C at any moment (numba's import included), a worker that dies.
 Anything that could hang runs in a subprocess with a timeout, so a hang fails the test.
 """
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -130,6 +132,58 @@ def test_forked_child_leaves_the_parents_workers_alone():
     done = run_script(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["50000"]
+
+
+START_METHODS = '''
+import multiprocessing, sys
+import partally
+from partally.backends import get
+
+N = 200_000
+
+
+def counts():
+    return [partally.compute(N, backend=name, workload="pi", workers=2)
+            for name in ("processes", "threads")]
+
+
+def child(queue):
+    queue.put(counts())
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1])
+    first = counts()
+    pool = get("processes")._get_pool()  # its own context, whatever the default
+    print("pool:", pool._mp_context.get_start_method(), flush=True)
+    queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=child, args=(queue,))
+    process.start()
+    got = queue.get(timeout=60)
+    process.join(timeout=30)
+    print("parent:", *first, "child:", *got, "exit:", process.exitcode, flush=True)
+'''
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_processes_and_threads_are_exact_under_every_start_method(tmp_path, method):
+    # 3.14 made forkserver the default on Linux (fork before): the pool keeps its own spawn
+    # context whatever the default is, and partally counts in a child started by each method
+    # (a script file, so that spawn and forkserver children can import its functions)
+    script = tmp_path / "start_methods.py"
+    script.write_text(START_METHODS)
+    process = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a hung child and its pool: none of them left behind
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"hung:\n{stdout}{stderr}")
+    assert process.returncode == 0, stdout + stderr
+    expected = str(count_range("pi", 0, 200_000))
+    assert stdout.split() == ["pool:", "spawn", "parent:", expected, expected,
+                              "child:", expected, expected, "exit:", "0"], stderr
 
 
 # 4. workers far above the cores is capped.

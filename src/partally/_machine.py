@@ -1,4 +1,5 @@
-"""This machine: its cores, its CPU and its NVIDIA GPUs, read without importing any GPU library."""
+"""This machine: its cores, its CPU and its NVIDIA GPUs, read without importing any GPU library;
+and whether this Python runs with the GIL."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import glob
 import os
 import platform
+import sys
 
 
 def cores() -> int:
@@ -13,6 +15,15 @@ def cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def gil_enabled() -> bool:
+    """Whether this process runs with the GIL: always on a standard CPython build; on a
+    free-threaded one (3.14t) only if it was switched on (``PYTHON_GIL=1``, ``-X gil=1``, or an
+    imported extension not declared free-threading safe). Read at each call, since an import can
+    switch it on."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
 
 
 @functools.cache

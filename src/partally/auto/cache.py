@@ -15,12 +15,11 @@ import json
 import math
 import os
 import platform
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from partally._machine import cores, cpu_device, gpu_names
+from partally._machine import cores, cpu_device, gil_enabled, gpu_names
 from partally._settings import cache_folder
 from partally.auto.calibration import Calibration
 from partally.auto.models import Model
@@ -41,7 +40,7 @@ def machine_key() -> dict[str, object]:
                 installed.append(name)
         except (ImportError, ValueError):
             pass
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    gil = gil_enabled()
     return {
         "cpu": cpu_device(),
         "cores": cores(),

@@ -104,10 +104,6 @@ def ladder(workload: Workload, n: int | None = None) -> list[int]:
     return sizes if len(sizes) >= 2 else [max(1, top // 2), top]
 
 
-def _gil_enabled() -> bool:
-    return getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
 def _dominated(
     name: str,
     models: Mapping[str, Model],
@@ -117,7 +113,7 @@ def _dominated(
     domain: int,
 ) -> str | None:
     """Why the pool backend ``name`` cannot beat the measured models at any n, or None."""
-    speedup = 1 if gil_bound and _gil_enabled() else workers
+    speedup = 1 if gil_bound else workers
     python = models["python"]
     hi = limit(workload, domain)
     sizes = [n for n in (round(10 ** (e / 10)) for e in range(15, 130)) if n <= hi] + [hi]

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from partally._machine import cores, cpu_device
+from partally._machine import cores, cpu_device, gil_enabled
 from partally._settings import text
 from partally.workloads import Workload
 
@@ -65,7 +65,7 @@ class Backend:
     family: ClassVar[str] = ""  # the code path it runs ("Python", "Numba", "C++"); "" never votes
     runs_python: ClassVar[bool] = False  # runs the workload's pure-Python loop
     compiled: ClassVar[bool] = False  # compiles the workload (so `count` folds to hi - lo)
-    gil_bound: ClassVar[bool] = False  # its workers share this process's GIL (threads)
+    python_threads: ClassVar[bool] = False  # its workers are Python threads of this process
     uses_workers: ClassVar[bool] = False  # whether ``workers`` changes anything
     has_startup: ClassVar[bool] = False  # a one-time start per process: JIT, pool, context
     gpu: ClassVar[bool] = False  # runs on a GPU
@@ -77,6 +77,13 @@ class Backend:
         made = super().__new__(cls)
         _LIVE.add(made)  # told when the process forks
         return made
+
+    @property
+    def gil_bound(self) -> bool:
+        """Whether its workers take turns on this process's GIL: Python threads while the GIL is
+        on. On a free-threaded build with the GIL off they run in parallel, and the calibration,
+        ``explain`` and the bench treat the backend as a parallel one."""
+        return self.python_threads and gil_enabled()
 
     def unavailable(self) -> str | None:
         """Why it cannot run here, in words a user can act on; None if it can. Never raises."""

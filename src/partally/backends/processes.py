@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import dataclasses
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -97,6 +98,7 @@ class ProcessesBackend(Backend):
         self._active = 0  # calls counting now
         self._seen: dict[int, multiprocessing.Process] = {}  # the current pool's workers, by pid
         self._main_lock = threading.Lock()  # one submitter at a time changes __main__
+        self._exit_pid = 0  # the process whose multiprocessing exit stops the pool
         atexit.register(self.close, kill=True)
 
     @property
@@ -113,6 +115,14 @@ class ProcessesBackend(Backend):
                     cores(), mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
                 )
                 self._seen = {}
+                if self._exit_pid != os.getpid():
+                    # A process started by multiprocessing (any start method) runs no atexit
+                    # handlers: at its exit it joins its children, the pool's workers among them,
+                    # which would wait for work forever. Its exit runs these finalizers first.
+                    multiprocessing.util.Finalize(
+                        None, self.close, kwargs={"kill": True}, exitpriority=100
+                    )
+                    self._exit_pid = os.getpid()
             return self._pool
 
     def worker_pids(self) -> list[int]:

@@ -31,7 +31,7 @@ class ThreadsBackend(Backend):
     args_travel = "the caller's arrays themselves, read in place"
     family = "Python"
     runs_python = True
-    gil_bound = True
+    python_threads = True  # so gil_bound: serialised while the GIL is on
     uses_workers = True
 
     def __init__(self) -> None:

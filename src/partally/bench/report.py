@@ -113,7 +113,7 @@ def _flat(points: list[tuple[int, float]], n: int, seconds: float) -> bool:
 
 def machine() -> dict[str, Any]:
     """The machine and software a bench ran on."""
-    from partally._machine import cores, cpu_model, gpu_names
+    from partally._machine import cores, cpu_model, gil_enabled, gpu_names
 
     versions = {}
     for name in _VERSIONS:
@@ -129,6 +129,7 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "gil_enabled": gil_enabled(),  # threads: serialised, or parallel (free-threaded, GIL off)
         "platform": platform.platform(),
         "versions": versions,
     }
@@ -340,7 +341,9 @@ def _render_guide(data: dict[str, Any], console: Any) -> None:
     console.print(table)
     console.print(
         "  the guide: sequential (here `python`) 1.13 s, multiprocessing (here `processes`) "
-        "0.72 s; threads are serialised by the GIL.",
+        "0.72 s; threads are "
+        + ("serialised by the GIL." if data["machine"].get("gil_enabled", True) else
+           "parallel here (free-threaded CPython, the GIL off)."),
         highlight=False,
     )
     for line in notes(data["measurements"], "count"):

@@ -109,11 +109,15 @@ class Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password,
                            socket_timeout=5)
 
-    def start(self, timeout: float = 20) -> Redis:
+    def start(self, timeout: float = 20, port: int | None = None) -> Redis:
+        """Start the server on a free port, or on ``port`` (as a restarted server would be)."""
         for _ in range(20):
-            with socket.socket() as probe:  # a port free now; ours once our server answers on it
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            if port is not None:
+                self.port = port
+            else:
+                with socket.socket() as probe:  # a port free now; ours once our server answers
+                    probe.bind(("127.0.0.1", 0))
+                    self.port = probe.getsockname()[1]
             log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - the server's
             self.process = subprocess.Popen(
                 [REDIS_SERVER, *self.args, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -144,6 +148,13 @@ class Redis:
         if self.process is not None:
             _kill_session(self.process.pid)
             self.process.wait(timeout=10)
+
+    def restart(self, outage: float) -> None:
+        """Kill the server, wait ``outage`` seconds and start a new one on the same port: with no
+        persistence, everything it held (queues, results, bindings) is gone."""
+        self.stop()
+        time.sleep(outage)
+        self.start(port=self.port)
 
     def log_tail(self, lines: int = 20) -> str:
         try:

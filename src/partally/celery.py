@@ -12,8 +12,9 @@ thread; it returns that kernel's partial of the workload's reduction, in JSON's 
 shared/research/celery-kubernetes.md):
 
 - late acks, a reject when the worker process is lost, prefetch 1: a chunk whose pool process
-  is killed goes back to the queue at once; one whose whole worker is killed comes back after
-  the Redis visibility timeout (``PARTALLY_CELERY_VISIBILITY_TIMEOUT``, default 60 s), swept
+  is killed goes back to the queue at once; one whose whole worker is killed is sent again by
+  the driver (below), and its own message comes back after the Redis visibility timeout
+  (``PARTALLY_CELERY_VISIBILITY_TIMEOUT``, default 60 s), revoked by then, swept
   every second rather than kombu's 10 s default (a chunk still running then, e.g. compiling a
   kernel for longer than the timeout, is delivered again: counted once, the duplicate wasted);
 - each start of a chunk is counted in the result store, with the worker that started it

@@ -406,6 +406,7 @@ class _CeleryTasks:
             raise
         except _broker_errors() as exc:
             self._failing(exc)
+            time.sleep(_RETRY_S)  # a broker that answers but fails each call: not a busy loop
         else:
             self.failing_since = self.error = None
         return done, rest

@@ -135,6 +135,8 @@ class CeleryBackend(ClusterBackend):
         self._urls: tuple[str | None, str | None, float] | None = None
         self._alive_at = -float("inf")  # when a worker last answered
         self._workers: _Workers | None = None
+        self._servers: dict[str, Any] = {}  # the app's Redis servers, for a count's checks
+        self._ids: dict[str, str] | None = None  # their run ids when a worker last answered
 
     def unavailable(self) -> str | None:
         return unavailable()
@@ -180,11 +182,23 @@ class CeleryBackend(ClusterBackend):
             if self._app is None or self._urls != urls:
                 self._drop()
                 self._app, self._urls = worker_side.make_app(client=True), urls
+                self._servers = _servers()
             return self._app
+
+    def servers(self) -> dict[str, Any]:
+        """redis-py clients of the broker (when it is Redis) and the result store, made with the
+        app: short timeouts and no retries, for a running count's checks."""
+        with self._lock:
+            return self._servers
+
+    def run_ids(self) -> dict[str, str]:
+        """The servers' run ids when a worker last answered (asked now if not known)."""
+        ids = self._ids
+        return ids if ids is not None else _run_ids(self.servers())
 
     def _drop(self) -> None:
         """Forget the app and what the workers said (after an error, or when the URLs change)."""
-        app, self._app, self._workers = self._app, None, None
+        app, self._app, self._workers, self._ids = self._app, None, None, None
         self._alive_at = -float("inf")
         if app is not None:
             try:
@@ -227,6 +241,7 @@ class CeleryBackend(ClusterBackend):
         for attempt, wait in enumerate(_PING_S):
             try:
                 if app.control.ping(timeout=wait, limit=1):
+                    self._ids = _run_ids(self.servers())  # what a count's checks compare with
                     self._alive_at = time.monotonic()
                     return app
             except Exception as exc:
@@ -282,6 +297,7 @@ class CeleryBackend(ClusterBackend):
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._app, self._urls, self._workers = None, None, None  # its sockets are the parent's
+        self._servers, self._ids = {}, None
         self._alive_at = -float("inf")
 
 
@@ -355,8 +371,8 @@ class _CeleryTasks:
         self.error: BaseException | None = None  # their last error
         self.loss: BaseException | None = None  # the last error of a copy given up
         self.checked_at = now
-        self.servers = self._servers()
-        self.ids = self._run_ids()
+        self.servers = backend.servers()
+        self.ids = backend.run_ids()
         self.gone = False  # the count failed: nothing to revoke or forget
 
     @property
@@ -462,7 +478,7 @@ class _CeleryTasks:
     def _check(self, chunks: list[_Chunk]) -> None:
         """A restarted Redis, then lost workers, once every ``_CHECK_S``."""
         now = self.checked_at = time.monotonic()
-        ids = self._run_ids()
+        ids = _run_ids(self.servers)
         if ids != self.ids:
             self._restarted(chunks, ids)
             return
@@ -517,36 +533,6 @@ class _CeleryTasks:
                 continue
         return ids
 
-    def _servers(self) -> dict[str, Any]:
-        """A redis-py client for the broker (when it is Redis) and the result store: with short
-        timeouts and no retries, for the checks."""
-        import redis
-
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        urls = {"store": celery_result_url() or ""}
-        broker = celery_broker_url() or ""
-        if broker.split("://", 1)[0] in ("redis", "rediss"):
-            urls["broker"] = broker
-        return {what: redis.Redis.from_url(url, socket_timeout=_PROBE_S,
-                                          socket_connect_timeout=_PROBE_S,
-                                          retry=Retry(NoBackoff(), 0))
-                for what, url in urls.items()}
-
-    def _run_ids(self) -> dict[str, str]:
-        """Each Redis server's run id: a new one when it restarted (and lost what it held); ""
-        where the server does not say (INFO denied to this user)."""
-        from redis.exceptions import ResponseError
-
-        ids = {}
-        for what, client in self.servers.items():
-            try:
-                ids[what] = str(client.info("server").get("run_id", ""))
-            except ResponseError:
-                ids[what] = ""
-        return ids
-
     def _restarted(self, chunks: list[_Chunk], ids: dict[str, str]) -> None:
         """A Redis restarted: every unfinished chunk is sent again, through a new app."""
         self.ids = ids
@@ -574,7 +560,7 @@ class _CeleryTasks:
         try:
             _probe(celery_broker_url() or "", "broker")
             _probe(celery_result_url() or "", "result store")
-            ids = self._run_ids()
+            ids = _run_ids(self.servers)
         except (BackendUnavailable, *_broker_errors()) as exc:
             self._failing(exc)
             time.sleep(_RETRY_S)
@@ -592,6 +578,7 @@ class _CeleryTasks:
         self.seen = dict.fromkeys(self.seen, now)  # the workers reconnect too: give them time
         self.silent_since, self.checked_at = None, now
         old, self.app = self.app, self.backend._renewed(self.app)  # noqa: SLF001
+        self.servers = self.backend.servers()
         if self.app is old:
             return
         for chunk in chunks:
@@ -684,6 +671,37 @@ class _CeleryTasks:
                 self.store.result_consumer.cancel_for(task)
         except Exception:  # noqa: BLE001 - the store is gone; results expire by themselves
             pass
+
+
+def _servers() -> dict[str, Any]:
+    """A redis-py client for the broker (when it is Redis) and the result store: with short
+    timeouts and no retries, for the checks."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    urls = {"store": celery_result_url() or ""}
+    broker = celery_broker_url() or ""
+    if broker.split("://", 1)[0] in ("redis", "rediss"):
+        urls["broker"] = broker
+    return {what: redis.Redis.from_url(url, socket_timeout=_PROBE_S,
+                                      socket_connect_timeout=_PROBE_S,
+                                      retry=Retry(NoBackoff(), 0))
+            for what, url in urls.items()}
+
+
+def _run_ids(servers: dict[str, Any]) -> dict[str, str]:
+    """Each Redis server's run id: a new one when it restarted (and lost what it held); ""
+    where the server does not say (INFO denied to this user)."""
+    from redis.exceptions import ResponseError
+
+    ids = {}
+    for what, client in servers.items():
+        try:
+            ids[what] = str(client.info("server").get("run_id", ""))
+        except ResponseError:
+            ids[what] = ""
+    return ids
 
 
 def _disconnected(error: Any) -> bool:

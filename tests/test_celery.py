@@ -356,6 +356,37 @@ def test_a_broker_restarted_mid_run_is_survived_and_the_next_call_works(outage):
 
 
 @pytest.mark.timeout(120)
+def test_a_broker_restarted_between_calls_the_next_call_works():
+    """A cluster of its own (one worker): Redis restarted for 1 s between two calls of one
+    driver, whose app is still connected to the old server. The second call is exact."""
+    why = missing()
+    if why:
+        pytest.skip(why)
+    code = (
+        "import partally, sys, time\n"
+        "print(partally.compute(10**6, backend='celery', workload='primes'), flush=True)\n"
+        "sys.stdin.readline()  # the broker restarts meanwhile\n"
+        "started = time.monotonic()\n"
+        "print(partally.compute(10**6, backend='celery', workload='primes'), flush=True)\n"
+        "print(time.monotonic() - started, flush=True)\n"
+    )
+    with CeleryCluster(visibility=VISIBILITY_S).start(workers=1) as cluster:
+        driver = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=cluster.env())
+        try:
+            assert driver.stdout.readline().strip() == "78498", driver.stderr.read()[-3000:]
+            cluster.redis.restart(1.0)
+            stdout, stderr = driver.communicate("\n", timeout=90)
+        finally:
+            driver.kill()
+    assert driver.returncode == 0, stderr[-3000:]
+    count, took = stdout.split()
+    print(f"the call after the restart took {float(took):.1f} s")
+    assert count == "78498"
+
+
+@pytest.mark.timeout(120)
 def test_info_and_bench_name_the_broker_and_workers(two_workers):
     port = two_workers.redis.port
     said = (f"Celery workers on redis://:**@127.0.0.1:{port}/0: 2 workers, 2 processes "

@@ -9,6 +9,7 @@ the cluster is left.
 
 import dataclasses
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -170,6 +171,43 @@ def test_a_chunk_that_keeps_killing_its_worker_fails_clearly(driver):
     with pytest.raises(partally.BackendFailed, match=rf"chunk \[500, 750\) .* was started "
                        rf"{MAX_ATTEMPTS} times and each time its Celery worker process died"):
         get_backend("celery").count(poison, 0, 1000, workers=2, seed=0)
+
+
+def _finished(tasks, chunks, deadline_s=60):
+    done, pending = [], list(chunks)
+    deadline = time.monotonic() + deadline_s
+    while pending:
+        assert time.monotonic() < deadline, "chunks unfinished"
+        finished, pending = tasks.wait(pending)
+        done += finished
+    return done
+
+
+@pytest.mark.timeout(120)
+def test_a_chunk_that_failed_on_its_worker_fails_or_goes_again(driver):
+    """A chunk's task that failed on its worker (Celery's FAILURE, stored in the real result
+    store): an error of its own is BackendFailed naming it, chained (it was an AttributeError);
+    the worker's lost connection sends the chunk again, and its partial comes back."""
+    import redis
+
+    from partally.backends.celery import _Chunk, _Copy
+    from partally.workloads import BUILTINS
+
+    tasks = get_backend("celery").connect()
+    broken, cut = (_Chunk(0, 10, "count", b"", 0, [_Copy(tasks.app.AsyncResult(name))])
+                   for name in (f"broken-{os.getpid()}", f"cut-{os.getpid()}"))
+    cut.payload = pickle.dumps(BUILTINS["count"])
+    tasks.store.mark_as_failure(broken.copies[0].id, KeyError("no such kernel"))
+    tasks.store.mark_as_failure(cut.copies[0].id, redis.exceptions.ConnectionError("gone"))
+    try:
+        assert set(_finished(tasks, [broken, cut])) == {broken, cut}
+        with pytest.raises(partally.BackendFailed, match=r"chunk \[0, 10\) of workload 'count' "
+                           r"failed on its Celery worker: KeyError: 'no such kernel'") as caught:
+            tasks.result(broken)
+        assert isinstance(caught.value.__cause__, KeyError)
+        assert len(cut.copies) == 2 and tasks.result(cut) == 10
+    finally:
+        tasks.release([broken, cut])
 
 
 def _fails_at_three(i, seed):

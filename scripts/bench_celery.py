@@ -103,7 +103,7 @@ def main() -> None:
 
     from celery_cluster import CeleryCluster
 
-    with CeleryCluster().start(workers=2) as cluster:
+    with CeleryCluster(visibility=60).start(workers=2) as cluster:  # partally's default
         os.environ.update(cluster.env())
         found = measure("celery", n, args.repeat, reference)
         report("celery", get("celery").device(), n, args.repeat, found)

@@ -27,7 +27,7 @@ from ray_cluster import session_pids
 
 REDIS_SERVER = shutil.which("redis-server")
 CELERY_CLI = Path(sys.executable).with_name("celery")  # the `celery` of the Python running tests
-VISIBILITY_S = 5  # a lost worker's chunk comes back after this (partally's default is 60)
+VISIBILITY_S = 5  # a lost worker's chunk comes back after this by default (partally's: 60)
 
 
 def missing() -> str | None:
@@ -109,11 +109,15 @@ class Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password,
                            socket_timeout=5)
 
-    def start(self, timeout: float = 20) -> Redis:
+    def start(self, timeout: float = 20, port: int | None = None) -> Redis:
+        """Start the server on a free port, or on ``port`` (as a restarted server would be)."""
         for _ in range(20):
-            with socket.socket() as probe:  # a port free now; ours once our server answers on it
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            if port is not None:
+                self.port = port
+            else:
+                with socket.socket() as probe:  # a port free now; ours once our server answers
+                    probe.bind(("127.0.0.1", 0))
+                    self.port = probe.getsockname()[1]
             log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 - the server's
             self.process = subprocess.Popen(
                 [REDIS_SERVER, *self.args, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -144,6 +148,13 @@ class Redis:
         if self.process is not None:
             _kill_session(self.process.pid)
             self.process.wait(timeout=10)
+
+    def restart(self, outage: float) -> None:
+        """Kill the server, wait ``outage`` seconds and start a new one on the same port: with no
+        persistence, everything it held (queues, results, bindings) is gone."""
+        self.stop()
+        time.sleep(outage)
+        self.start(port=self.port)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -200,18 +211,20 @@ class Worker:
 class CeleryCluster:
     """A Redis server and ``celery -A partally.celery worker`` processes on this machine."""
 
-    def __init__(self, redis_password: str | None = None, redis_args: list[str] | None = None):
+    def __init__(self, redis_password: str | None = None, redis_args: list[str] | None = None,
+                 visibility: float = VISIBILITY_S):
+        self.visibility = visibility  # the Redis visibility timeout of workers and drivers
         self.folder = Path(tempfile.mkdtemp(prefix="partally-celery-"))
         self.redis = Redis(self.folder, redis_password, redis_args)
         self.workers: list[Worker] = []
         self._made = 0
 
     def env(self, db: int = 0, **changes: str) -> dict[str, str]:
-        """The environment of workers and drivers: the broker URL and a short visibility timeout."""
+        """The environment of workers and drivers: the broker URL and the visibility timeout."""
         env = {key: value for key, value in os.environ.items()
                if key not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PARTALLY_BACKEND")}
         env.update(CELERY_BROKER_URL=self.redis.url(db),
-                   PARTALLY_CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_S))
+                   PARTALLY_CELERY_VISIBILITY_TIMEOUT=f"{self.visibility:g}")
         env.update(changes)
         return env
 

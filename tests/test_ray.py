@@ -327,3 +327,53 @@ def test_user_code_travels_by_value():
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip() == str(_sevens(3, 0))
 
+
+
+@needs_ray
+@pytest.mark.timeout(120)
+def test_a_ray_address_that_is_not_ray_is_unavailable_everywhere(tmp_path):
+    """RAY_ADDRESS at a real Redis (as when both use 6379): ``partally.backends()``, auto's
+    candidates, the bench's backends and ``partally info`` all say ray is unavailable, with the
+    reason, within seconds."""
+    from celery_cluster import Redis, missing
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    code = (
+        "import time\n"
+        "started = time.perf_counter()\n"
+        "import partally\n"
+        "from partally.auto.calibration import candidates\n"
+        "from partally.bench.run import select_backends\n"
+        "(info,) = [b for b in partally.backends() if b.name == 'ray']\n"
+        "print(info.available, info.reason, sep='|')\n"
+        "chosen, skipped = candidates(partally.workloads.resolve('pi'), ['python', 'ray'])\n"
+        "print(chosen, skipped['ray'], sep='|')\n"
+        "runnable, left_out = select_backends(['python', 'ray'])\n"
+        "print(runnable, left_out['ray'], sep='|')\n"
+        "try:\n"
+        "    partally.compute(100, backend='ray')\n"
+        "except partally.BackendUnavailable as exc:\n"
+        "    print('refused', exc, sep='|')\n"
+        "print(time.perf_counter() - started)\n"
+    )
+    redis = Redis(tmp_path).start()
+    try:
+        address = f"127.0.0.1:{redis.port}"
+        done = _run(code, timeout=60, RAY_ADDRESS=address)
+        assert done.returncode == 0, done.stderr[-3000:]
+        info = subprocess.run([sys.executable, "-m", "partally", "info"], capture_output=True,
+                              text=True, timeout=60, env=_env(RAY_ADDRESS=address, COLUMNS="250"))
+    finally:
+        redis.stop()
+    said = f"cannot reach the Ray cluster at RAY_ADDRESS='{address}' (the server there"
+    available, listed, benched, refused, took = done.stdout.strip().split("\n")
+    assert available.startswith(f"False|{said}"), available
+    assert listed.startswith(f"['python']|unavailable: {said}"), listed
+    assert benched.startswith(f"['python']|{said}"), benched
+    assert refused.startswith(f"refused|backend 'ray' is not available here: {said}"), refused
+    assert float(took) < 30  # each probe answers at once; Ray's own client would retry ~40 s
+    assert info.returncode == 0, info.stderr[-3000:]
+    (row,) = [line for line in info.stdout.splitlines() if line.startswith(("│ ray ", "| ray "))]
+    assert " no " in row and "cannot reach the Ray cluster" in row, row

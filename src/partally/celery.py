@@ -12,12 +12,15 @@ thread; it returns that kernel's partial of the workload's reduction, in JSON's 
 shared/research/celery-kubernetes.md):
 
 - late acks, a reject when the worker process is lost, prefetch 1: a chunk whose pool process
-  is killed goes back to the queue at once; one whose whole worker is killed comes back after
-  the Redis visibility timeout (``PARTALLY_CELERY_VISIBILITY_TIMEOUT``, default 60 s), swept
+  is killed goes back to the queue at once; one whose whole worker is killed is sent again by
+  the driver (below), and its own message comes back after the Redis visibility timeout
+  (``PARTALLY_CELERY_VISIBILITY_TIMEOUT``, default 60 s), revoked by then, swept
   every second rather than kombu's 10 s default (a chunk still running then, e.g. compiling a
   kernel for longer than the timeout, is delivered again: counted once, the duplicate wasted);
-- each start of a chunk is counted in the result store: a chunk that has already started
-  ``MAX_ATTEMPTS`` times (it keeps killing its worker) is not run again, and its result says so;
+- each start of a chunk is counted in the result store, with the worker that started it
+  (``WORKER_KEY``): a chunk that has already started ``MAX_ATTEMPTS`` times (it keeps killing its
+  worker) is not run again, and its result says so; the driver sends a chunk again at once when
+  the worker that started it stops answering, rather than wait for the visibility timeout;
 - a workload's own error comes back as a small dict that the client turns into ``WorkloadError``
   (Celery's JSON results would lose its fields).
 
@@ -41,9 +44,13 @@ QUEUE = "partally"  # partally's tasks, and no one else's
 _PARTIAL_TYPES = (FloatSum, Extreme)  # the named-tuple partials (the others are ints or None)
 MAX_ATTEMPTS = 3  # starts of one chunk before it is given up as one that kills its worker
 ATTEMPTS_KEY = "partally:attempts:"  # + task id: how often a chunk has started
+WORKER_KEY = "partally:worker:"  # + task id: the node name of the worker that started it last
 EXPIRES_S = 3600  # results, attempt counters and queued chunks outlive a lost client this long
 _GIVE_UP_SOON = {"retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
                                   "interval_max": 1}}
+# The driver's sockets: a broker or result store that stops answering is an error within seconds
+# (redis-py and kombu would wait forever on a connection whose server is gone).
+_SOCKET_S = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
 
 
 def make_app(client: bool = False) -> Celery:
@@ -69,7 +76,7 @@ def make_app(client: bool = False) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options=sweep,
+        broker_transport_options={**sweep, **(_SOCKET_S if client else {})},
         result_backend_transport_options={**sweep, **(_GIVE_UP_SOON if client else {})},
         visibility_timeout=sweep["visibility_timeout"],
         result_expires=EXPIRES_S,
@@ -77,6 +84,10 @@ def make_app(client: bool = False) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
+    if client:
+        made.conf.update(redis_socket_timeout=_SOCKET_S["socket_timeout"],
+                         redis_socket_connect_timeout=_SOCKET_S["socket_connect_timeout"],
+                         broker_connection_timeout=_SOCKET_S["socket_connect_timeout"])
     made.task(name="partally.chunk", bind=True)(chunk)
     made.task(name="partally.worker_info")(worker_info)
     return made
@@ -122,12 +133,14 @@ def from_wire(value: Any) -> Any:
 
 
 def _started(task: Any) -> int:
-    """Count one more start of this chunk in the result store; how many there have been."""
+    """Count one more start of this chunk in the result store, and name the worker that started
+    it (``WORKER_KEY``); how many starts there have been."""
     key = f"{ATTEMPTS_KEY}{task.request.id}"
     client = task.app.backend.client  # the result store's Redis
     with client.pipeline() as pipe:
         pipe.incr(key)
         pipe.expire(key, EXPIRES_S)
+        pipe.set(f"{WORKER_KEY}{task.request.id}", task.request.hostname or "", ex=EXPIRES_S)
         return int(pipe.execute()[0])
 
 

@@ -373,7 +373,9 @@ class RayBackend(ClusterBackend):
     setting = "RAY_ADDRESS"
 
     def unavailable(self) -> str | None:
-        return unavailable()
+        """Why ray cannot run now: not installed, or RAY_ADDRESS names a server that is not a
+        reachable Ray head (checked within seconds, until this process has connected)."""
+        return unavailable() or (self.unreachable() if self.configured() else None)
 
     def unreachable(self) -> str | None:
         ray = sys.modules.get("ray")

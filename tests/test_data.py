@@ -19,7 +19,7 @@ from partally.auto.dispatcher import Dispatcher
 from partally._settings import Settings
 
 TAKE_ARGS = ("python", "threads", "processes", "numba")
-REFUSE_ARGS = ("native", "cuda", "ray", "celery", "numba-cuda")
+REFUSE_ARGS = ("native", "cuda", "celery", "numba-cuda")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 

@@ -377,3 +377,26 @@ def test_a_ray_address_that_is_not_ray_is_unavailable_everywhere(tmp_path):
     assert info.returncode == 0, info.stderr[-3000:]
     (row,) = [line for line in info.stdout.splitlines() if line.startswith(("│ ray ", "| ray "))]
     assert " no " in row and "cannot reach the Ray cluster" in row, row
+
+
+@needs_ray
+def test_a_function_over_data_runs_on_ray_with_one_put_per_array(local_ray, monkeypatch):
+    """args travel by one ray.put per array per call, never in each task."""
+    import numpy as np
+
+    import partally
+
+    values = np.random.default_rng(5).random(300_000)
+    puts = []
+    real_put = local_ray.put
+    monkeypatch.setattr(local_ray, "put", lambda value, **kw: puts.append(1) or real_put(value, **kw))
+
+    def mean_of(i, seed, v, scale):
+        return v[i] * scale
+
+    f = partally.workload(mean_of, reduce="sum", returns=float)
+    got = partally.compute(300_000, "ray", f, args=(values, 2.0), workers=2)
+    assert got == partally.compute(300_000, "python", f, args=(values, 2.0))
+    assert len(puts) == 1  # the one array, once, however many tasks
+    explanation = partally.explain(300_000, workload=f, args=(values, 2.0))
+    assert "array" in explanation.args

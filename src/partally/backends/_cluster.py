@@ -41,9 +41,14 @@ def worker_kernel(workload: Workload | None = None) -> str:
     return "python"
 
 
-def run_chunk(workload: Workload, lo: int, hi: int, seed: int) -> Any:
-    """One task's body: [lo, hi) on this worker's fastest kernel, on one thread: its partial."""
-    return get_backend(worker_kernel(workload)).run(workload, lo, hi, workers=1, seed=seed)
+def run_chunk(
+    workload: Workload, lo: int, hi: int, seed: int, args: tuple[Any, ...] = ()
+) -> Any:
+    """One task's body: [lo, hi) on this worker's fastest kernel, on one thread: its partial
+    (over ``args``, the call's data as the task received it; the kernel is chosen for the
+    workload, never per data)."""
+    name = worker_kernel(workload)
+    return get_backend(name).run(workload.with_args(args), lo, hi, workers=1, seed=seed)
 
 
 # --- on the driver -----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import multiprocessing
 import multiprocessing.util
 import os
@@ -195,9 +194,7 @@ class ProcessesBackend(Backend):
             return workload.reduction.zero()
         if data.arrays(workload.args):  # placed once in shared memory, removed whatever happens
             with _shared.placed(workload.args) as shipped:
-                kind = workload.kind if workload.reduce != "count" else None
-                sent = dataclasses.replace(workload, args=shipped, returns=kind)  # kind: kept
-                return self._run(sent, lo, hi, workers, seed, progress)
+                return self._run(workload.bare(shipped), lo, hi, workers, seed, progress)
         return self._run(workload, lo, hi, workers, seed, progress)
 
     def _run(

@@ -131,9 +131,10 @@ def _alive_cpus(address: str) -> list[float]:
 # --- on the worker -----------------------------------------------------------------------------
 
 
-def _count_chunk(workload: Workload, lo: int, hi: int, seed: int) -> int:
-    """One task (named so in Ray's process titles): the shared task body."""
-    return run_chunk(workload, lo, hi, seed)
+def _count_chunk(workload: Workload, lo: int, hi: int, seed: int, *args: Any) -> int:
+    """One task (named so in Ray's process titles): the shared task body, over the call's args
+    (Ray gives each array as a read-only view of its object store: no copy)."""
+    return run_chunk(workload, lo, hi, seed, args)
 
 
 def _worker_info() -> tuple[str, int]:
@@ -321,12 +322,20 @@ class _RayTasks:
         self.task = _remote(ray)[0]
         self.watch = _HeadWatch(_head(ray))
         self.lost = False
+        self.sent: tuple[Workload, Workload, tuple[Any, ...]] | None = None  # this call's data
 
     def cpus(self) -> int:
         return _cluster_cpus(self.ray)
 
     def submit(self, workload: Workload, lo: int, hi: int, seed: int) -> Any:
-        return self.task.remote(workload, lo, hi, seed)
+        if not workload.args:
+            return self.task.remote(workload, lo, hi, seed)
+        if self.sent is None or self.sent[0] is not workload:  # one ray.put per array per call
+            refs = tuple(
+                self.ray.put(value) if hasattr(value, "dtype") else value for value in workload.args
+            )
+            self.sent = (workload, workload.bare(), refs)
+        return self.task.remote(self.sent[1], lo, hi, seed, *self.sent[2])
 
     def wait(self, refs: list[Any]) -> tuple[list[Any], list[Any]]:
         """Some finished tasks, checking every ``_POLL_S`` that the head still answers: a driver
@@ -370,6 +379,7 @@ class _RayTasks:
 
 class RayBackend(ClusterBackend):
     name = "ray"
+    args_travel = "one ray.put per array per call; tasks take the reference (no copy per task)"
     setting = "RAY_ADDRESS"
 
     def unavailable(self) -> str | None:

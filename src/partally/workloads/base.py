@@ -115,6 +115,13 @@ class Workload:
             key += f"({data.signature(self.args)})"
         return key
 
+    def bare(self, args: tuple[Any, ...] = ()) -> Workload:
+        """This workload with ``args`` in place of its own (how a backend sends them: shared
+        memory names, object references, or none), its element kind kept as it is here (never
+        inferred again over what stands in for the data)."""
+        kind = self.kind if self.reduce != "count" else None
+        return dataclasses.replace(self, args=args, returns=kind)
+
     def with_args(self, args: tuple[Any, ...]) -> Workload:
         """This workload over ``args`` (checked by ``data.check``): called as
         ``f(i, seed, *args)``, kept per argument types (its key), never per data."""

@@ -429,7 +429,9 @@ class Dispatcher:
                 self._probed.clear()
             began = self._started_before.setdefault(workload.key, set())
             if name in began or not get_backend(name).has_startup:  # a first call paid a start
-                history = self._seen.setdefault((workload.key, name, n), collections.deque(maxlen=3))
+                history = self._seen.setdefault(
+                    (workload.key, name, n), collections.deque(maxlen=3)
+                )
                 history.append(seconds)
                 typical = statistics.median(history)
                 if len(history) >= 2 and _off(model.predict(n), typical):
@@ -526,7 +528,9 @@ class Dispatcher:
         }
         names = contenders(started, explanation.backend)  # asked only now: a probe may import
         return explanation, final, tuple(
-            name for name in names if name == names[0] or self.unavailable(name, workload, n) is None
+            name
+            for name in names
+            if name == names[0] or self.unavailable(name, workload, n) is None
         )
 
     def _timed(self, key: tuple[str, int], name: str, seconds: float) -> None:
@@ -584,5 +588,6 @@ class Dispatcher:
                 explanation = dataclasses.replace(explanation, backend=winner, reason=why)
             travel = ""
             if workload.args:
-                travel = f"{data.words(workload.args)}, {get_backend(explanation.backend).args_travel}"
+                how = get_backend(explanation.backend).args_travel
+                travel = f"{data.words(workload.args)}, {how}"
             return dataclasses.replace(explanation, values=values(workload), args=travel)

@@ -83,7 +83,8 @@ class CompiledBackend(Backend):
             made = self._kernels(workload)
         except Exception as exc:  # noqa: BLE001 - any compile error is a refusal
             self._errors.setdefault(workload.key, exc)
-            return None, self._refused.setdefault(workload.key, self._compile_refusal(exc, workload))
+            refusal = self._compile_refusal(exc, workload)
+            return None, self._refused.setdefault(workload.key, refusal)
         if hi is None or workload.builtin:
             return made, None
         partials = self._element_partials(workload, made)

@@ -195,7 +195,9 @@ class Guard:
         already checked needs no check; a larger one has its new part [checked, hi) sampled
         (``disagreement``); a disagreement at i refuses every range that holds i, and only
         those. Kept per workload and, with args, per data (``data.identity``)."""
-        key = workload.key if not workload.args else f"{workload.key}|{data.identity(workload.args)}"
+        key = workload.key
+        if workload.args:
+            key += f"|{data.identity(workload.args)}"
         record = self._trust.get(key)
         if record is not None and hi <= min(record.checked, record.refused_from):
             return None  # the hot path: no lock

@@ -127,7 +127,10 @@ def _made_unless_ctrl_c(workload: Workload) -> Kernel:
 
 class NumbaBackend(CompiledBackend):
     name = "numba"
-    args_travel = "kernel arguments: the caller's arrays in place (compiled once per argument types, bounds-checked)"
+    args_travel = (
+        "kernel arguments: the caller's arrays in place (compiled once per argument types, "
+        "bounds-checked)"
+    )
     family = "Numba"
     uses_workers = True
     has_startup = True
@@ -206,7 +209,8 @@ class NumbaBackend(CompiledBackend):
         numba.set_num_threads(workers)
         typed = index_type(workload.compiled_seed(seed))
         reduction = workload.reduction
-        extra = () if reduction.name not in _exact_rows.FLIP else (_exact_rows.FLIP[reduction.name],)
+        flip = _exact_rows.FLIP.get(reduction.name)  # the extreme kernels' argument after chunks
+        extra = () if flip is None else (flip,)
         tally = Tally(progress, hi - lo)
         total = reduction.zero()
         for a, b in paced_slices(lo, hi, workload.cpu_slice):

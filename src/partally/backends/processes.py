@@ -85,7 +85,10 @@ def _main_script_hidden(lock: threading.Lock) -> Iterator[None]:
 
 class ProcessesBackend(Backend):
     name = "processes"
-    args_travel = "copied once per call into shared memory, attached once per worker process, removed after the call"
+    args_travel = (
+        "copied once per call into shared memory, attached once per worker process, removed "
+        "after the call"
+    )
     family = "Python"
     runs_python = True
     uses_workers = True

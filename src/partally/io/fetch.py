@@ -41,6 +41,7 @@ except ImportError:  # another httpx: every URL goes through httpx.URL
 
 from partally.io import engine
 from partally.io.engine import MODES, Plan, Retry, check_plan, run_async, run_coroutine, run_sync
+from partally.io.proxy import Proxies
 from partally.io.transport import IDEMPOTENT_METHODS
 
 __all__ = ["MAX_BODY", "MODES", "FetchResult", "afetch_all", "fetch_all"]
@@ -589,11 +590,27 @@ def files_left() -> int | None:
     return max(1, soft - used - FILES_KEPT_FREE)
 
 
+def _folder(given: Any) -> str:
+    """`given` (a path), made with its parents if missing, as `wget -P` and `curl --create-dirs`
+    do; ValueError if it is not a folder or cannot be made."""
+    path = os.fspath(given) if isinstance(given, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise TypeError(f"output must be a folder's path (str or os.PathLike), not {type(given).__name__}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"output must be a folder, got {path!r}: a file of that name exists") from None
+    except OSError as exc:
+        raise ValueError(f"output folder {path!r} cannot be made: {exc.strerror or exc}") from None
+    return path
+
+
 class _Args(NamedTuple):
     plan: Plan[FetchResult]
     spec: _Spec
     jobs: Iterator[_Job]
     connections: int  # the most connections the batch may open
+    proxies: Proxies | None  # None with a transport= of the caller's
 
 
 def _checked(
@@ -611,6 +628,9 @@ def _checked(
     output: Any,
     retry_methods: Any,
     on_result: Any,
+    proxy: Any = None,
+    trust_env: Any = True,
+    transport: Any = None,
 ) -> _Args:
     """Every argument checked before any request (TypeError/ValueError saying what is accepted)."""
     check_plan(
@@ -626,9 +646,7 @@ def _checked(
         raise TypeError(f"keep must be True or False, not {keep!r}")
     engine.whole("max_body", max_body, 0, none=True)
     if output is not None:
-        output = os.fspath(output)
-        if not os.path.isdir(output):
-            raise ValueError(f"output must be an existing folder, got {output!r}")
+        output = _folder(output)
     try:
         merged = httpx.Headers(_HEADERS)
         if headers is not None:
@@ -643,6 +661,14 @@ def _checked(
     if isinstance(retry_methods, str) or not isinstance(retry_methods, Collection):
         raise TypeError("retry_methods must be a collection of method names, e.g. {'GET', 'PUT'}")
     methods = frozenset(str(m).upper() for m in retry_methods)
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be True or False, not {trust_env!r}")
+    proxies = None
+    if transport is not None:
+        if proxy is not None:  # the caller's transport sends as it likes: no proxy of ours
+            raise ValueError("give proxy= or transport=, not both (a transport routes its own requests)")
+    else:
+        proxies = Proxies(proxy, trust_env)  # the environment read once, as httpx's client does
     spec = _Spec(merged, _timeouts(timeout), keep, max_body, output)
     if isinstance(requests, (list, tuple)):  # checked up front; a generator's items as they come
         for i, item in enumerate(requests):
@@ -663,7 +689,7 @@ def _checked(
         per_host,
         on_result=on_result,
     )
-    return _Args(plan, spec, map(spec.job, requests), connections)
+    return _Args(plan, spec, map(spec.job, requests), connections, proxies)
 
 
 _DOCS = """
@@ -672,7 +698,8 @@ _DOCS = """
     Accept-Encoding, User-Agent) and under a request's own. Bodies are decoded by their
     Content-Encoding and kept whole (`keep=True`) up to `max_body` bytes (a larger one is an error
     result that says so); with `output=FOLDER` each body streams to a file there instead (named
-    by `file_name(url)`, written to a temporary name and renamed when whole), never held whole.
+    by `file_name(url)`, written to a temporary name and renamed when whole), never held whole;
+    FOLDER is made, with its parents, if missing (as `wget -P` and `curl --create-dirs` do).
 
     `timeout` (seconds, > 0) bounds each step of a request (connect, each read, write);
     `float("inf")`, or anything longer than a year, means no timeout. A request that never
@@ -687,6 +714,14 @@ _DOCS = """
     stops the batch and propagates). `transport` is an httpx transport to send with instead of
     partally's (an `httpx.AsyncBaseTransport` for asyncio, an `httpx.BaseTransport` otherwise;
     the caller closes it).
+
+    Proxies are chosen as `httpx.Client` chooses them: `proxy` (a URL such as
+    "http://user:pass@proxy:3128", or an `httpx.Proxy`) for every request; else, with
+    `trust_env=True` (the default), the environment's HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and
+    NO_PROXY (lower-case forms too), read when the batch starts; `trust_env=False` goes direct
+    and ignores SSL_CERT_FILE and SSL_CERT_DIR too. http and https proxies are supported (https
+    URLs through a CONNECT tunnel); a SOCKS proxy is a ValueError, never bypassed. With your own
+    `transport`, the environment is not read (as with httpx) and `proxy` is a ValueError.
 
     Whatever goes wrong with one request (a malformed or non-IDNA host, a refused connection, TLS,
     a protocol error, a cut or undecodable body, ...) is that request's error result; only bad
@@ -710,11 +745,14 @@ async def afetch_all(
     retry_methods: Collection[str] = IDEMPOTENT_METHODS,
     transport: httpx.AsyncBaseTransport | None = None,
     on_result: Callable[[FetchResult], None] | None = None,
+    proxy: str | httpx.URL | httpx.Proxy | None = None,
+    trust_env: bool = True,
 ) -> list[FetchResult]:
     args = _checked(
         requests, limit=limit, timeout=timeout, retries=retries, backoff=backoff, rate=rate,
         per_host=per_host, headers=headers, keep=keep, max_body=max_body, output=output,
-        retry_methods=retry_methods, on_result=on_result,
+        retry_methods=retry_methods, on_result=on_result, proxy=proxy, trust_env=trust_env,
+        transport=transport,
     )
     if transport is not None:
         if not isinstance(transport, httpx.AsyncBaseTransport):
@@ -723,7 +761,7 @@ async def afetch_all(
     from partally.io.transport import AiohttpTransport
 
     pool = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    async with AiohttpTransport(limits=pool) as own:
+    async with AiohttpTransport(pool, args.proxies, trust_env) as own:
         return await run_async(lambda job: _asend(own, args.spec, job), args.jobs, args.plan)
 
 
@@ -750,18 +788,20 @@ def fetch_all(
     retry_methods: Collection[str] = IDEMPOTENT_METHODS,
     transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     on_result: Callable[[FetchResult], None] | None = None,
+    proxy: str | httpx.URL | httpx.Proxy | None = None,
+    trust_env: bool = True,
 ) -> list[FetchResult]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}, expected one of {list(MODES)}")
     settings = dict(
         limit=limit, timeout=timeout, retries=retries, backoff=backoff, rate=rate,
         per_host=per_host, headers=headers, keep=keep, max_body=max_body, output=output,
-        retry_methods=retry_methods, on_result=on_result,
+        retry_methods=retry_methods, on_result=on_result, proxy=proxy, trust_env=trust_env,
     )
     if mode == "asyncio":
-        _checked(requests, **settings)  # type: ignore[arg-type]  # bad arguments before the loop check
+        _checked(requests, transport=transport, **settings)  # type: ignore[arg-type]  # bad arguments before the loop check
         return run_coroutine(afetch_all(requests, transport=transport, **settings), "afetch_all")  # type: ignore[arg-type]
-    args = _checked(requests, **settings)  # type: ignore[arg-type]
+    args = _checked(requests, transport=transport, **settings)  # type: ignore[arg-type]
     workers = 1 if mode == "sequential" else min(args.connections, engine.MAX_THREADS)
     if transport is not None:
         if not isinstance(transport, httpx.BaseTransport):
@@ -769,7 +809,7 @@ def fetch_all(
         return run_sync(lambda job: _send(transport, args.spec, job), args.jobs, args.plan, workers)
     from partally.io.transport import Urllib3Transport
 
-    with Urllib3Transport(workers) as own:
+    with Urllib3Transport(workers, args.proxies, trust_env) as own:
         return run_sync(lambda job: _send(own, args.spec, job), args.jobs, args.plan, workers)
 
 

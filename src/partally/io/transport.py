@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -42,6 +43,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from partally.io.proxy import Proxies, proxy_authorization
+
 __all__ = ["AiohttpTransport", "IDEMPOTENT_METHODS", "Urllib3Transport", "ssl_context"]
 
 IDEMPOTENT_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE"})  # urllib3's
@@ -50,9 +53,16 @@ MAX_HEADER_LINE = 65536  # bytes: what http.client (urllib3) reads; aiohttp's de
 
 
 @functools.cache
-def ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS settings, built once a process: each build took 40 ms here."""
-    return httpx.create_ssl_context()
+def _ssl_context(trust_env: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
+def ssl_context(trust_env: bool = True) -> ssl.SSLContext:
+    """httpx's default TLS settings (with `trust_env`, the CA file or folder that SSL_CERT_FILE
+    or SSL_CERT_DIR names, as httpx reads them), built once per setting: each build took 40 ms."""
+    if not trust_env:
+        return _ssl_context(False, None, None)
+    return _ssl_context(True, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 def _mapped(exc: Exception, table: list[tuple[type[Exception], type[httpx.TransportError]]]) -> Exception:
@@ -165,26 +175,63 @@ class _Stream(httpx.SyncByteStream):
 
 
 class Urllib3Transport(httpx.BaseTransport):
-    """Send httpx requests through one `urllib3.PoolManager` of up to `limit` connections a host."""
+    """Send httpx requests through one `urllib3.PoolManager` of up to `limit` connections a host
+    (a `urllib3.ProxyManager` for each proxy that `proxies` names)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, proxies: Proxies | None = None, trust_env: bool = True) -> None:
         self._limit = limit
-        self._pool = urllib3.PoolManager(maxsize=limit, ssl_context=ssl_context())
-        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        self._ssl = ssl_context(trust_env)
+        self._pool = self._manager(None)
+        self._proxies = proxies if proxies else None
+        self._managers: dict[str, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
         self._timeout = _timeouts(lambda connect, read, pool: urllib3.Timeout(connect, read))
+
+    def _manager(self, proxy: httpx.Proxy | None) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager
+        if proxy is None:
+            manager = urllib3.PoolManager(maxsize=self._limit, ssl_context=self._ssl)
+        else:
+            headers = dict(proxy.headers.items())
+            if (authorization := proxy_authorization(proxy)) is not None:
+                headers["Proxy-Authorization"] = authorization
+            manager = urllib3.ProxyManager(
+                str(proxy.url), maxsize=self._limit, ssl_context=self._ssl,
+                proxy_ssl_context=self._ssl if proxy.url.scheme == "https" else None,
+                proxy_headers=headers,
+            )
+        manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        return manager
+
+    def _route(self, url: httpx.URL) -> tuple[urllib3.PoolManager, str]:
+        """The manager for `url` and the request target: its path, or the absolute URL for a
+        plain http request through a proxy (a CONNECT tunnel carries https as it is)."""
+        proxy = self._proxies.for_url(url) if self._proxies is not None else None
+        if proxy is None:
+            return self._pool, url.raw_path.decode("ascii")
+        key = str(proxy.url)
+        manager = self._managers.get(key)
+        if manager is None:
+            with self._lock:
+                manager = self._managers.get(key)
+                if manager is None:
+                    manager = self._managers[key] = self._manager(proxy)
+        target = url.raw_path.decode("ascii") if url.scheme == "https" else str(url)
+        return manager, target
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        manager, target = self._route(url)
         # A stale pooled connection is retried on the next one, at most as many times as the pool
         # holds connections (each failure drops one), then once more on a new connection.
         stale_retries = self._limit + 1 if request.method in IDEMPOTENT_METHODS else 0
         while True:
             try:
                 # What PoolManager.urlopen does, less parsing the URL again (the costliest step).
-                pool = self._pool.connection_from_host(url.host, url.port, url.scheme)
+                pool = manager.connection_from_host(url.host, url.port, url.scheme)
                 response = pool.urlopen(
                     request.method,
-                    url.raw_path.decode("ascii"),
+                    target,
                     body=request.read() or None,
                     headers=dict(request.headers.items()),
                     retries=False,
@@ -212,6 +259,8 @@ class Urllib3Transport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.clear()
+        for manager in self._managers.values():
+            manager.clear()
 
 
 # Most specific first: ClientConnectorError, ServerTimeoutError and ServerDisconnectedError are all
@@ -312,8 +361,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     once more here, on a new connection (a second session's, closed after each request).
     """
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self, limits: httpx.Limits, proxies: Proxies | None = None, trust_env: bool = True) -> None:
         self._limits = limits
+        self._proxies = proxies if proxies else None
+        self._ssl = ssl_context(trust_env)
         self._session: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None  # new connections only, for that retry
         self._timeout = _timeouts(
@@ -327,7 +378,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             limit=self._limits.max_connections or 0,
             keepalive_timeout=None if force_close else self._limits.keepalive_expiry,
             force_close=force_close,
-            ssl=ssl_context(),
+            ssl=self._ssl,
             resolver=_resolver(),
         )
         return aiohttp.ClientSession(
@@ -349,6 +400,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             "compress": False,
             "timeout": self._timeout(request),
         }
+        if self._proxies is not None and (proxy := self._proxies.for_url(request.url)) is not None:
+            arguments["proxy"] = yarl.URL(str(proxy.url), encoded=True)
+            headers = dict(proxy.headers.items())
+            if (authorization := proxy_authorization(proxy)) is not None:
+                headers["Proxy-Authorization"] = authorization
+            if headers and request.url.scheme == "https":  # sent with the CONNECT
+                arguments["proxy_headers"] = headers
+            elif headers:  # aiohttp sends proxy_headers only with a CONNECT
+                arguments["headers"] += headers.items()
         url = yarl.URL(str(request.url), encoded=True)  # quoted by httpx already
         try:
             try:

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import http.client
 import os
+import re
 import socket
 import ssl
 import threading
@@ -33,6 +34,7 @@ import aiohttp
 import httpx
 import urllib3
 import yarl
+from aiohttp.client_proto import ResponseHandler
 from urllib3.exceptions import (
     ConnectTimeoutError,
     IncompleteRead,
@@ -134,12 +136,27 @@ class _Reuse:
         self._partally_served = self._partally_connects
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client's response, skipping every informational (1xx) response before the final one.
+
+    http.client skips only 100 Continue: a 103 Early Hints (or a 102) was taken as the answer,
+    with no body, and the real answer was left unread on the connection.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 101 < status < 200:  # 100 is skipped by http.client itself; 101 is final
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+
+
 class _Connection(_Reuse, urllib3.connection.HTTPConnection):
-    pass
+    response_class = _FinalResponse
 
 
 class _TLSConnection(_Reuse, urllib3.connection.HTTPSConnection):
-    pass
+    response_class = _FinalResponse
 
 
 class _Pool(urllib3.HTTPConnectionPool):
@@ -156,6 +173,26 @@ def _stale(exc: urllib3.exceptions.HTTPError) -> bool:
         return False
     cause = exc.args[1] if len(exc.args) > 1 else exc.__context__
     return isinstance(cause, _STALE)
+
+
+def _framing(method: str, response: urllib3.BaseHTTPResponse) -> bool:
+    """Whether the response's connection may carry another; RemoteProtocolError for framing
+    that is not to be trusted (Transfer-Encoding with Content-Length, refused as aiohttp refuses
+    it: a body so framed may be smuggled past one reader of it and not another).
+
+    A HEAD, 204 or 304 response has no body, but one whose headers announce a body may be
+    followed by it anyway (aiohttp#820): its connection is not reused, so those bytes are never
+    read as the next response.
+    """
+    headers = response.headers
+    chunked = "transfer-encoding" in headers
+    length = headers.get("content-length", "").strip()
+    if chunked and length:
+        response.close()
+        raise httpx.RemoteProtocolError("Transfer-Encoding can't be present with Content-Length")
+    if method == "HEAD" or response.status in (204, 304):
+        return not chunked and length in ("", "0")
+    return True
 
 
 class _Stream(httpx.SyncByteStream):
@@ -250,6 +287,9 @@ class Urllib3Transport(httpx.BaseTransport):
         # http.client decoded the header bytes as latin-1: encode them back the same way (httpx
         # encodes a str as ASCII, and a UTF-8 Location failed the URL with UnicodeEncodeError).
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        reuse = _framing(request.method, response)
+        if not reuse and response.connection is not None:  # before urllib3 pools it at the end
+            response.connection.close()
         return httpx.Response(
             response.status,
             headers=headers,
@@ -331,6 +371,95 @@ def _resolver() -> aiohttp.abc.AbstractResolver:
     return resolver
 
 
+# Where a response's head ends: an empty line (aiohttp's parser takes a bare LF for CRLF).
+_HEAD_END = re.compile(rb"\n\r?\n")
+_BODYLESS_STATUSES = frozenset({204, 304})
+_HEAD, _COUNTED, _PARSED, _DONE = range(4)  # where a connection is in the response it reads
+
+
+class _OneResponse(ResponseHandler):
+    """aiohttp's protocol, handing its parser the bytes of the response asked for and no more.
+
+    aiohttp's parser reads whatever follows a response as the next one, at once: a body sent
+    after a HEAD (aiohttp#820), after a 204 or 304, or past the Content-Length failed the
+    response itself ("Bad status line"), and bytes arriving after it failed the next request on
+    that connection. Here a response's head is handed over alone; then its body, as many bytes
+    as its Content-Length says (a chunked or close-delimited body as it comes: its parser
+    frames it); bytes past the response's end are dropped and the connection closed, never
+    parsed. A HEAD, 204 or 304 response whose headers announce a body closes its connection
+    too: the body may still come, and would be read as the next response.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._frame = _PARSED  # nothing asked yet: as aiohttp reads it
+        self._left = 0  # body bytes still to come (_COUNTED)
+        self._carry = b""  # the head's last bytes so far (_HEAD): its end may span two reads
+
+    def set_response_params(self, **kwargs: Any) -> None:
+        self._frame, self._carry = _HEAD, b""  # a request goes out: its response comes next
+        super().set_response_params(**kwargs)
+
+    def feed_data(self, data: Any, size: int = 0) -> None:
+        """A parsed response head (and its payload) on its way to the response: what follows."""
+        message = data[0]
+        code = message.code
+        if 100 <= code < 200 and code != 101:  # informational: the final head follows
+            self._frame, self._carry = _HEAD, b""
+        elif self._skip_payload or code in _BODYLESS_STATUSES:
+            self._frame = _DONE
+            length = message.headers.get("Content-Length", "0").strip()
+            if message.chunked or length not in ("", "0"):
+                self._should_close = True  # its announced body may follow: never reused
+        elif message.chunked or code == 101:
+            self._frame = _PARSED
+        else:
+            length = message.headers.get("Content-Length")
+            if length is not None and length.strip().isdigit():
+                self._frame, self._left = _COUNTED, int(length)
+                if not self._left:
+                    self._frame = _DONE
+            else:
+                self._frame = _PARSED  # till the server closes
+        super().feed_data(data, size)
+
+    def data_received(self, data: bytes) -> None:
+        while data:
+            frame = self._frame
+            if frame == _PARSED:
+                super().data_received(data)
+                return
+            if frame == _DONE:  # past the end of the response: nobody asked for these bytes
+                self._should_close = True
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if frame == _COUNTED:
+                if len(data) <= self._left:
+                    self._left -= len(data)
+                    if not self._left:
+                        self._frame = _DONE
+                    super().data_received(data)
+                    return
+                piece, data = data[: self._left], data[self._left :]
+                self._left, self._frame = 0, _DONE
+                super().data_received(piece)
+                continue
+            # _HEAD: hand over the head alone; feed_data (called by the parser) sets what follows.
+            seen = self._carry + data
+            end = _HEAD_END.search(seen)
+            if end is None:
+                self._carry = seen[-2:]
+                super().data_received(data)
+                return
+            cut = end.end() - len(self._carry)
+            piece, data = data[:cut], data[cut:]
+            self._carry = b""
+            super().data_received(piece)
+            if self._exception is not None:  # the parser failed: it said why, and closed
+                return
+
+
 class _AsyncStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
@@ -381,6 +510,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ssl=self._ssl,
             resolver=_resolver(),
         )
+        connector._factory = functools.partial(_OneResponse, loop=connector._loop)  # see _OneResponse
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),

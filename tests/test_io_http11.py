@@ -27,6 +27,10 @@ def answer(status: str = "200 OK", headers: tuple[tuple[str, object], ...] = (),
 OK = answer(headers=(("Content-Length", 2),), body=b"ok")
 LATE = 0.03  # seconds between two writes of one answer: the second arrives in a later segment
 GZIPPED = gzip.compress(b"z" * 5000)
+NOISE = bytes(range(256)) * 400  # compresses to ~10 KB: cut in half, half of it is missing
+HALF_GZIP = gzip.compress(NOISE)[: len(gzip.compress(NOISE)) // 2]
+HALF_DEFLATE = zlib.compress(NOISE)[: len(zlib.compress(NOISE)) // 2]
+MEMBERS = gzip.compress(b"first,") + gzip.compress(b"second")
 
 # NAME: what the server writes, in order, for a request of /NAME: bytes, LATE (a pause), or
 # None (close the connection). A HEAD of any other name gets a plain head.
@@ -66,6 +70,21 @@ SCRIPTS: dict[str, list] = {
     "gzip": [answer(headers=(("Content-Encoding", "gzip"), ("Content-Length", len(GZIPPED))), body=GZIPPED)],
     "deflate": [answer(headers=(("Content-Encoding", "deflate"), ("Content-Length", len(zlib.compress(b"d" * 99)))),
                        body=zlib.compress(b"d" * 99))],
+    # Cut or odd compressed bodies: a stream cut before its end marker, with a Content-Length
+    # that matches what was sent, chunked, or close-delimited; several gzip members.
+    "gzip-cut": [answer(headers=(("Content-Encoding", "gzip"), ("Content-Length", len(HALF_GZIP))), body=HALF_GZIP)],
+    "gzip-cut-chunked": [answer(headers=(("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")),
+                                body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(HALF_GZIP), HALF_GZIP))],
+    "gzip-cut-close": [answer(headers=(("Content-Encoding", "gzip"), ("Connection", "close")), body=HALF_GZIP), None],
+    "deflate-cut": [answer(headers=(("Content-Encoding", "deflate"), ("Content-Length", len(HALF_DEFLATE))),
+                           body=HALF_DEFLATE)],
+    "gzip-members": [answer(headers=(("Content-Encoding", "gzip"), ("Content-Length", len(MEMBERS))), body=MEMBERS)],
+    "gzip-trailing-garbage": [answer(headers=(("Content-Encoding", "gzip"), ("Content-Length", len(GZIPPED) + 4)),
+                                     body=GZIPPED + b"\0\0\0\0")],
+    # A bad chunk after the good ones, in a later segment.
+    "bad-chunk-late": [answer(headers=(("Transfer-Encoding", "chunked"),), body=b"2\r\nok\r\n"), LATE, b"zz\r\n"],
+    # A new connection closed without an answer.
+    "drop": [None],
     # Answered before the request's body is read, then closed (a 413 to a large upload).
     "early": [answer("413 Content Too Large", (("Content-Length", 4), ("Connection", "close")), b"big!"), None],
 }
@@ -231,6 +250,7 @@ def test_content_length_with_chunked_is_refused_in_every_mode(scripted, mode):
 @pytest.mark.parametrize(("name", "body"), [
     ("trailers", b"ok"), ("chunk-extensions", b"ok"), ("chunks-late", b"ok"),
     ("close-delimited", b"until close"), ("http10", b"ten"), ("gzip", b"z" * 5000), ("deflate", b"d" * 99),
+    ("gzip-members", b"first,second"), ("gzip-trailing-garbage", b"z" * 5000),
 ])
 def test_every_framing_gives_its_body(scripted, mode, name, body):
     results, _ = then_gets(scripted, mode, f"{scripted.url}/{name}")
@@ -252,3 +272,30 @@ def test_an_answer_before_the_request_body_was_read_is_the_result(scripted, mode
     assert (results[0].status, results[0].content) == (413, b"big!"), results[0]
     assert results[0].error == "HTTP 413 Content Too Large"
     assert_gets_answered(results)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["gzip-cut", "gzip-cut-chunked", "gzip-cut-close", "deflate-cut"])
+def test_a_compressed_body_cut_short_is_an_error_not_a_short_body(scripted, mode, name):
+    # Every mode gave ok=True with 9,803 of 102,400 bytes: httpx's decoder returns what it has.
+    results, _ = then_gets(scripted, mode, f"{scripted.url}/{name}")
+    assert not results[0].ok and results[0].content is None, results[0]
+    assert results[0].error.startswith("DecodingError") and "cut short" in results[0].error
+    assert_gets_answered(results)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_bad_chunk_after_good_ones_fails_at_once(scripted, mode):
+    start = time.monotonic()
+    (result,) = fetch_all([f"{scripted.url}/bad-chunk-late"], mode, retries=0, timeout=30)
+    assert not result.ok and result.error.startswith("RemoteProtocolError"), result
+    assert time.monotonic() - start < 10  # not the 30 s read timeout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_retries_0_sends_a_request_once_when_its_new_connection_drops(scripted, mode):
+    # asyncio sent it four times (aiohttp's own resend, then partally's, each resent again).
+    before = len(scripted.seen)
+    (result,) = fetch_all([f"{scripted.url}/drop"], mode, retries=0, timeout=5)
+    assert not result.ok and result.error.startswith("RemoteProtocolError")
+    assert [line for _, line in scripted.seen[before:]] == ["GET /drop HTTP/1.1"]

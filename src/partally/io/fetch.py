@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -471,6 +472,73 @@ class _Sink:
                 pass
 
 
+class _Unzip:
+    """A gzip or deflate body decoded as httpx decodes it, but whole or not at all: a stream cut
+    before its end marker is a DecodingError (httpx returned the part it had, as the body), and
+    a gzip body of several members (RFC 1952; `cat a.gz b.gz`) gives every member, as Python's
+    gzip module, urllib3 and curl read it (httpx stopped after the first). Bytes after the last
+    member that are not one are ignored, as urllib3 does."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._members = 0  # gzip members decoded whole
+        self._raw = False  # deflate: raw DEFLATE rather than zlib-wrapped, as httpx falls back
+        self._fed = False
+        self._unzip = self._new()
+
+    @classmethod
+    def of(cls, encoding: bytes) -> _Unzip | None:
+        """The decoder for a Content-Encoding of gzip or deflate alone; None for any other."""
+        name = encoding.strip().lower()
+        if name in (b"gzip", b"x-gzip"):
+            return cls(True)
+        if name == b"deflate":
+            return cls(False)
+        return None
+
+    def _new(self) -> Any:
+        if self._gzip:
+            return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return zlib.decompressobj(-zlib.MAX_WBITS if self._raw else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._unzip.eof:  # past the end of the stream
+                if not self._gzip:
+                    return b"".join(out)
+                self._members += 1
+                self._unzip = self._new()
+            try:
+                out.append(self._unzip.decompress(data))
+            except zlib.error as exc:
+                if not self._gzip and not self._fed and not self._raw:
+                    self._raw = True  # httpx's fallback: a raw DEFLATE stream
+                    self._unzip = self._new()
+                    continue
+                if self._members:  # trailing bytes that are not another member
+                    self._unzip = _Spent()
+                    return b"".join(out)
+                raise httpx.DecodingError(str(exc)) from exc
+            self._fed = True
+            data = self._unzip.unused_data if self._unzip.eof else b""
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """What is left; DecodingError if the stream stopped before its end."""
+        if self._fed and not self._unzip.eof:
+            name = "gzip" if self._gzip else "deflate"
+            raise httpx.DecodingError(f"{name} body cut short: its stream ends before its end marker")
+        return b""
+
+
+class _Spent:
+    """A finished decoder that ignores what follows."""
+
+    eof = True
+    unused_data = b""
+
+
 def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
     """The request a 3xx with a Location asks for next (as httpx's client builds it), or None."""
     status = response.status_code
@@ -514,10 +582,18 @@ def _send(transport: httpx.BaseTransport, spec: _Spec, job: _Job) -> _Answer:
             follow = _redirect(request, response)
             if follow is None:
                 sink = spec.sink(job, response)
-                encoded = bool(_header(response, b"content-encoding"))  # see _asend
+                encoding = _header(response, b"content-encoding")  # see _asend
                 try:
-                    for chunk in response.iter_bytes() if encoded else response.stream:  # type: ignore[union-attr]
-                        sink.write(chunk)
+                    if not encoding:
+                        for chunk in response.stream:  # type: ignore[union-attr]
+                            sink.write(chunk)
+                    elif (unzip := _Unzip.of(encoding)) is not None:
+                        for chunk in response.iter_raw():
+                            sink.write(unzip.decode(chunk))
+                        sink.write(unzip.flush())
+                    else:
+                        for chunk in response.iter_bytes():
+                            sink.write(chunk)
                 except BaseException:
                     sink.abort()
                     raise
@@ -542,10 +618,18 @@ async def _asend(transport: httpx.AsyncBaseTransport, spec: _Spec, job: _Job) ->
                 sink = spec.sink(job, response)
                 # No Content-Encoding: the raw stream is the body (httpx's decoding machinery
                 # cost more CPU a request than the rest of the request's handling here).
-                encoded = bool(_header(response, b"content-encoding"))
+                encoding = _header(response, b"content-encoding")
                 try:
-                    async for chunk in response.aiter_bytes() if encoded else response.stream:  # type: ignore[union-attr]
-                        sink.write(chunk)
+                    if not encoding:
+                        async for chunk in response.stream:  # type: ignore[union-attr]
+                            sink.write(chunk)
+                    elif (unzip := _Unzip.of(encoding)) is not None:
+                        async for chunk in response.aiter_raw():
+                            sink.write(unzip.decode(chunk))
+                        sink.write(unzip.flush())
+                    else:
+                        async for chunk in response.aiter_bytes():
+                            sink.write(chunk)
                 except BaseException:
                     sink.abort()
                     raise

@@ -20,6 +20,7 @@ them), and header bytes >= 0x80 are kept as they came (latin-1), never an encodi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import http.client
 import os
@@ -35,6 +36,7 @@ import httpx
 import urllib3
 import yarl
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import HttpProcessingError
 from urllib3.exceptions import (
     ConnectTimeoutError,
     IncompleteRead,
@@ -371,6 +373,8 @@ def _resolver() -> aiohttp.abc.AbstractResolver:
     return resolver
 
 
+# Whether this task's last request went out on a connection that had carried one before.
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("partally_reused", default=False)
 # Where a response's head ends: an empty line (aiohttp's parser takes a bare LF for CRLF).
 _HEAD_END = re.compile(rb"\n\r?\n")
 _BODYLESS_STATUSES = frozenset({204, 304})
@@ -396,8 +400,12 @@ class _OneResponse(ResponseHandler):
         self._left = 0  # body bytes still to come (_COUNTED)
         self._carry = b""  # the head's last bytes so far (_HEAD): its end may span two reads
 
+    _served = 0  # requests sent on this connection so far
+
     def set_response_params(self, **kwargs: Any) -> None:
         self._frame, self._carry = _HEAD, b""  # a request goes out: its response comes next
+        _REUSED.set(self._served > 0)  # in the sending task's context: read if the request fails
+        self._served += 1
         super().set_response_params(**kwargs)
 
     def feed_data(self, data: Any, size: int = 0) -> None:
@@ -423,11 +431,23 @@ class _OneResponse(ResponseHandler):
                 self._frame = _PARSED  # till the server closes
         super().feed_data(data, size)
 
+    def _parse(self, data: bytes) -> bool:
+        """Hand `data` to aiohttp's parser; False if it failed, its error then on the body too
+        (a head handed over alone has its response waiting on the body)."""
+        super().data_received(data)
+        exc = self._exception
+        if exc is None:
+            return True
+        payload = self._payload
+        if payload is not None and not payload.is_eof():
+            payload.set_exception(exc)
+        return False
+
     def data_received(self, data: bytes) -> None:
         while data:
             frame = self._frame
             if frame == _PARSED:
-                super().data_received(data)
+                self._parse(data)
                 return
             if frame == _DONE:  # past the end of the response: nobody asked for these bytes
                 self._should_close = True
@@ -439,24 +459,24 @@ class _OneResponse(ResponseHandler):
                     self._left -= len(data)
                     if not self._left:
                         self._frame = _DONE
-                    super().data_received(data)
+                    self._parse(data)
                     return
                 piece, data = data[: self._left], data[self._left :]
                 self._left, self._frame = 0, _DONE
-                super().data_received(piece)
+                if not self._parse(piece):
+                    return
                 continue
             # _HEAD: hand over the head alone; feed_data (called by the parser) sets what follows.
             seen = self._carry + data
             end = _HEAD_END.search(seen)
             if end is None:
                 self._carry = seen[-2:]
-                super().data_received(data)
+                self._parse(data)
                 return
             cut = end.end() - len(self._carry)
             piece, data = data[:cut], data[cut:]
             self._carry = b""
-            super().data_received(piece)
-            if self._exception is not None:  # the parser failed: it said why, and closed
+            if not self._parse(piece):  # the parser failed: it said why, and closed
                 return
 
 
@@ -475,6 +495,8 @@ class _AsyncStream(httpx.AsyncByteStream):
                 yield chunk
         except aiohttp.ClientError as exc:
             raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+        except HttpProcessingError as exc:  # the parser's, for a bad chunk (see _OneResponse)
+            raise httpx.RemoteProtocolError(str(exc)) from exc
 
     async def aclose(self) -> None:
         self._response.release()  # closes the connection instead if the body was not all read
@@ -484,10 +506,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one `aiohttp.ClientSession` of up to `max_connections`.
 
     The session keeps no cookies (`aiohttp.DummyCookieJar`): httpx's cookie policy is the only
-    one, and aiohttp's own jar would carry one site's cookies to the next URL. aiohttp retries
-    an idempotent request once when its connection drops, but on the next pooled connection,
-    which the server may have closed as well: when that retry fails too, the request is sent
-    once more here, on a new connection (a second session's, closed after each request).
+    one, and aiohttp's own jar would carry one site's cookies to the next URL. An idempotent
+    request whose pooled connection turns out closed by the server is sent once more, on a new
+    connection (a second session's, closed after each request); one whose new connection drops
+    is not (aiohttp's own retry, which resent it on any connection, is off).
     """
 
     def __init__(self, limits: httpx.Limits, proxies: Proxies | None = None, trust_env: bool = True) -> None:
@@ -511,13 +533,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             resolver=_resolver(),
         )
         connector._factory = functools.partial(_OneResponse, loop=connector._loop)  # see _OneResponse
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             max_line_size=MAX_HEADER_LINE,
             max_field_size=MAX_HEADER_LINE,
         )
+        # aiohttp resends an idempotent request once whenever its connection drops, new or
+        # pooled: a server that closed a new connection unanswered got it twice, or four times
+        # with the retry below. Only a pooled connection is retried, below, as in threads mode.
+        session._retry_connection = False
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
@@ -542,9 +569,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         url = yarl.URL(str(request.url), encoded=True)  # quoted by httpx already
         try:
             try:
+                _REUSED.set(False)
                 response = await self._session.request(request.method, url, **arguments)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if request.method not in IDEMPOTENT_METHODS or isinstance(exc, aiohttp.ClientConnectorError):
+                if (
+                    request.method not in IDEMPOTENT_METHODS
+                    or isinstance(exc, aiohttp.ClientConnectorError)
+                    or not _REUSED.get()  # a new connection dropped: the server's answer
+                ):
                     raise
                 if self._fresh is None:
                     self._fresh = self._new_session(force_close=True)

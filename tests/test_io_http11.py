@@ -83,6 +83,9 @@ SCRIPTS: dict[str, list] = {
                                      body=GZIPPED + b"\0\0\0\0")],
     # A bad chunk after the good ones, in a later segment.
     "bad-chunk-late": [answer(headers=(("Transfer-Encoding", "chunked"),), body=b"2\r\nok\r\n"), LATE, b"zz\r\n"],
+    # A HEAD of a large file, and a 304 of one: no body, whatever max_body is.
+    "head-large": [answer(headers=(("Content-Length", 10**10),))],
+    "304-large": [answer("304 Not Modified", (("Content-Length", 10**10),))],
     # A new connection closed without an answer.
     "drop": [None],
     # Answered before the request's body is read, then closed (a 413 to a large upload).
@@ -299,3 +302,13 @@ def test_retries_0_sends_a_request_once_when_its_new_connection_drops(scripted, 
     (result,) = fetch_all([f"{scripted.url}/drop"], mode, retries=0, timeout=5)
     assert not result.ok and result.error.startswith("RemoteProtocolError")
     assert [line for _, line in scripted.seen[before:]] == ["GET /drop HTTP/1.1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_head_or_304_of_a_large_file_is_not_too_large(scripted, mode):
+    # Both were error results "body too large: Content-Length says 10,000,000,000 bytes".
+    requests = [httpx.Request("HEAD", f"{scripted.url}/head-large"), f"{scripted.url}/304-large"]
+    head, not_modified = fetch_all(requests, mode, retries=0, timeout=5, max_body=1000)
+    assert (head.status, head.error, head.bytes) == (200, None, 0), head
+    assert head.headers["content-length"] == str(10**10)
+    assert (not_modified.status, not_modified.error) == (304, None), not_modified

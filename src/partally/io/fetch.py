@@ -359,7 +359,9 @@ class _Spec:
 
     def sink(self, job: _Job, response: httpx.Response) -> _Sink:
         """Where this response's body goes: memory (bounded), a file, or only its count."""
-        if self.max_body is not None and self.keep:
+        # A HEAD's Content-Length is the GET's, and a 204 or 304 has no body: none is too large.
+        bodyless = response.request.method == "HEAD" or response.status_code in (204, 304)
+        if self.max_body is not None and self.keep and not bodyless:
             length = _header(response, b"content-length").decode("latin-1")
             if length.isdigit() and int(length) > self.max_body:
                 raise _TooLarge(_over(int(length), self.max_body, "Content-Length says"))

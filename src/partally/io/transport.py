@@ -13,8 +13,14 @@ aiohttp's and urllib3's errors become httpx's, most specific first (see `_AIOHTT
 
 Both transports behave as HTTP clients do where a server is within its rights: a pooled keep-alive
 connection that the server closed meanwhile is retried once on another connection (idempotent
-methods, as aiohttp does itself), header lines up to 64 KiB are read (as http.client reads
-them), and header bytes >= 0x80 are kept as they came (latin-1), never an encoding error.
+methods), header lines up to 64 KiB are read (as http.client reads them), and header bytes
+>= 0x80 are kept as they came (latin-1), never an encoding error. Where a server is not within
+its rights, a response is still read from its own bytes only, the same way in both: informational
+(1xx) answers are skipped to the final one, bytes past a response's end are never read as the
+next response (`_OneResponse`, `_framing`), and Content-Length with chunked is refused.
+
+Proxies are chosen per request by `partally.io.proxy.Proxies` (httpx's rules): aiohttp's `proxy=`
+argument, or a `urllib3.ProxyManager` for each proxy.
 """
 
 from __future__ import annotations

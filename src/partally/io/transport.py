@@ -110,8 +110,10 @@ _URLLIB3_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 
 
 # A request sent on a pooled connection that the server had closed (its FIN not yet seen when the
-# connection left the pool) fails before any answer, with one of these inside urllib3's error.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# connection left the pool) fails before any answer, with one of these inside urllib3's error;
+# BadStatusLine (RemoteDisconnected's base) too: bytes a server sent late after the connection's
+# last response, read where this request's answer should start.
+_STALE = (http.client.BadStatusLine, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 class _Sent(threading.local):
@@ -577,11 +579,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             try:
                 _REUSED.set(False)
                 response = await self._session.request(request.method, url, **arguments)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientResponseError) as exc:
+                # A pooled connection the server closed, or one whose next bytes were not an
+                # answer's start (a late stray, see _OneResponse; aiohttp's parser raises
+                # ClientResponseError): sent once more on a new connection.
                 if (
                     request.method not in IDEMPOTENT_METHODS
                     or isinstance(exc, aiohttp.ClientConnectorError)
-                    or not _REUSED.get()  # a new connection dropped: the server's answer
+                    or not _REUSED.get()  # a new connection: that was the server's answer
                 ):
                     raise
                 if self._fresh is None:

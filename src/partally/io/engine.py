@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -215,8 +216,10 @@ def _refuse(value: Any) -> _Refused:
 
 
 def _unusable(value: Any) -> bool:
-    """True for a value a sync mode cannot take as a result: an awaitable or an async generator."""
-    return inspect.isawaitable(value) or inspect.isasyncgen(value)
+    """True for a value no result may be: an awaitable (its type has __await__, as
+    `collections.abc.Awaitable` asks, without the ABC's slower check) or an async generator."""
+    kind = type(value)
+    return hasattr(kind, "__await__") or kind is types.AsyncGeneratorType
 
 
 async def _awaited(value: Any) -> Any:

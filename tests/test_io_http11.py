@@ -85,6 +85,9 @@ SCRIPTS: dict[str, list] = {
     "bad-chunk-late": [answer(headers=(("Transfer-Encoding", "chunked"),), body=b"2\r\nok\r\n"), LATE, b"zz\r\n"],
     # More bytes than Content-Length says, arriving after the next request went out.
     "past-length-late": [answer(headers=(("Content-Length", 2),), body=b"ok"), LATE, b"STRAY"],
+    # A HEAD and a 304 of a gzip-encoded resource: the encoding is named, there is no body.
+    "head-gzip": [answer(headers=(("Content-Encoding", "gzip"), ("Content-Length", 1234)))],
+    "304-gzip": [answer("304 Not Modified", (("Content-Encoding", "gzip"), ("ETag", '"g"')))],
     # A HEAD of a large file, and a 304 of one: no body, whatever max_body is.
     "head-large": [answer(headers=(("Content-Length", 10**10),))],
     "304-large": [answer("304 Not Modified", (("Content-Length", 10**10),))],
@@ -328,3 +331,11 @@ def test_late_bytes_past_a_body_never_answer_the_next_request(scripted, mode):
     assert results[0].ok  # a POST is never sent twice: it may fail, never be answered by the stray
     assert results[1].ok or results[1].error.startswith("RemoteProtocolError"), results[1]
     assert results[1].content in (b"ok", None)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_head_or_304_of_a_gzip_resource_is_no_decoding_error(scripted, mode):
+    requests = [httpx.Request("HEAD", f"{scripted.url}/head-gzip"), f"{scripted.url}/304-gzip"]
+    head, not_modified = fetch_all(requests, mode, retries=0, timeout=5)
+    assert (head.status, head.error, head.content) == (200, None, b""), head
+    assert (not_modified.status, not_modified.error, not_modified.content) == (304, None, b"")

@@ -215,3 +215,15 @@ def test_partally_fetch_honours_the_environment_and_its_proxy_options(proxy, tar
     )
     assert bad.returncode == 2 and "socks5 proxies are not supported" in bad.stderr, bad.stderr
     assert sys.executable
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ssl_cert_file_is_read_as_httpx_reads_it_and_not_without_trust_env(target, monkeypatch, mode):
+    url, _ = target
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    with pytest.raises(OSError):
+        httpx.Client()  # httpx's own reading of it
+    with pytest.raises(OSError):
+        fetch_all([f"{url}/e"], mode, retries=0)
+    (result,) = fetch_all([f"{url}/e"], mode, retries=0, trust_env=False)
+    assert result.content == b"direct"

@@ -57,6 +57,10 @@ SCRIPTS: dict[str, list] = {
     "102": [b"HTTP/1.1 102 Processing\r\n\r\n", LATE, OK],
     "103": [b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + OK],
     "103-twice": [b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </b>\r\n\r\n", LATE, OK],
+    # A head's end split across two segments, and bare LF line ends (read by both parsers).
+    "head-split": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r", LATE, b"\nok"],
+    "head-split-2": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r", LATE, b"\n\r\nok"],
+    "bare-lf": [b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"],
     # Framings.
     "trailers": [answer(headers=(("Transfer-Encoding", "chunked"), ("Trailer", "X-Sum")),
                         body=b"2\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n")],
@@ -259,6 +263,7 @@ def test_content_length_with_chunked_is_refused_in_every_mode(scripted, mode):
     ("trailers", b"ok"), ("chunk-extensions", b"ok"), ("chunks-late", b"ok"),
     ("close-delimited", b"until close"), ("http10", b"ten"), ("gzip", b"z" * 5000), ("deflate", b"d" * 99),
     ("gzip-members", b"first,second"), ("gzip-trailing-garbage", b"z" * 5000),
+    ("head-split", b"ok"), ("head-split-2", b"ok"), ("bare-lf", b"ok"),
 ])
 def test_every_framing_gives_its_body(scripted, mode, name, body):
     results, _ = then_gets(scripted, mode, f"{scripted.url}/{name}")

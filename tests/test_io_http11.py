@@ -92,6 +92,9 @@ SCRIPTS: dict[str, list] = {
     # A HEAD and a 304 of a gzip-encoded resource: the encoding is named, there is no body.
     "head-gzip": [answer(headers=(("Content-Encoding", "gzip"), ("Content-Length", 1234)))],
     "304-gzip": [answer("304 Not Modified", (("Content-Encoding", "gzip"), ("ETag", '"g"')))],
+    # A redirect with a body, whole or cut short.
+    "moved": [answer("301 Moved Permanently", (("Location", "/ok"), ("Content-Length", 9)), b"moved: ok")],
+    "moved-cut": [answer("302 Found", (("Location", "/ok"), ("Content-Length", 90)), b"cut"), None],
     # A HEAD of a large file, and a 304 of one: no body, whatever max_body is.
     "head-large": [answer(headers=(("Content-Length", 10**10),))],
     "304-large": [answer("304 Not Modified", (("Content-Length", 10**10),))],
@@ -344,3 +347,14 @@ def test_a_head_or_304_of_a_gzip_resource_is_no_decoding_error(scripted, mode):
     head, not_modified = fetch_all(requests, mode, retries=0, timeout=5)
     assert (head.status, head.error, head.content) == (200, None, b""), head
     assert (not_modified.status, not_modified.error, not_modified.content) == (304, None, b"")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_redirect_body_is_read_and_its_connection_kept(scripted, mode):
+    # threads and sequential closed the connection of every redirect with a body.
+    results, connections = then_gets(scripted, mode, f"{scripted.url}/moved")
+    assert (results[0].status, results[0].content, results[0].final_url) == (200, b"ok", f"{scripted.url}/ok")
+    assert_gets_answered(results)
+    assert connections == 1
+    (cut,) = fetch_all([f"{scripted.url}/moved-cut"], mode, retries=0, timeout=5)
+    assert (cut.status, cut.content) == (200, b"ok"), cut  # followed all the same

@@ -17,6 +17,7 @@ any httpx transport instead (`httpx.MockTransport` in tests), as httpx's clients
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import importlib.util
@@ -572,6 +573,15 @@ def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request
     return follow
 
 
+MAX_DRAINED = 65536  # bytes: a redirect's body up to this long is read, keeping its connection
+
+
+def _small(response: httpx.Response) -> bool:
+    """True if the response's body is announced (Content-Length) and at most MAX_DRAINED bytes."""
+    length = _header(response, b"content-length").strip()
+    return length.isdigit() and int(length) <= MAX_DRAINED
+
+
 def _send(transport: httpx.BaseTransport, spec: _Spec, job: _Job) -> _Answer:
     """One attempt at `job`, redirects followed, the body read: the engine's sync IO function."""
     if job.request is None:
@@ -600,6 +610,10 @@ def _send(transport: httpx.BaseTransport, spec: _Spec, job: _Job) -> _Answer:
                     sink.abort()
                     raise
                 return spec.answer(job, request, response, sink)
+            if _small(response):  # read, so that its connection carries the next request
+                with contextlib.suppress(httpx.TransportError):  # a cut one: closed, followed
+                    for _ in response.stream:  # type: ignore[union-attr]
+                        pass
         finally:
             response.close()
         request = follow
@@ -636,6 +650,10 @@ async def _asend(transport: httpx.AsyncBaseTransport, spec: _Spec, job: _Job) ->
                     sink.abort()
                     raise
                 return spec.answer(job, request, response, sink)
+            if _small(response):  # read, so that its connection carries the next request
+                with contextlib.suppress(httpx.TransportError):  # a cut one: closed, followed
+                    async for _ in response.stream:  # type: ignore[union-attr]
+                        pass
         finally:
             await response.aclose()
         request = follow

@@ -156,7 +156,10 @@ def test_fetch_shows_at_most_20_failures(capsys):
         (["fetch", "--method", "GE T", "http://127.0.0.1/"], "--method must be a method name"),
         (["fetch", "--rate", "0", "http://127.0.0.1/"], "--rate must be a number of requests per second > 0"),
         (["fetch", "--rate", "inf", "http://127.0.0.1/"], "--rate must be"),
-        (["fetch", "--output", "/nonexistent/dir", "http://127.0.0.1/"], "--output must be an existing folder"),
+        (["fetch", "--output", "/dev/null/dir", "http://127.0.0.1/"], "--output folder '/dev/null/dir' cannot be made"),
+        (["fetch", "--output", "/dev/null", "http://127.0.0.1/"], "--output must be a folder"),
+        (["fetch", "--proxy", "socks5://127.0.0.1:1", "http://127.0.0.1/"], "--proxy: proxy='socks5://127.0.0.1:1': socks5 proxies are not supported"),
+        (["fetch", "--proxy", "ftp://127.0.0.1:1", "http://127.0.0.1/"], "not a usable proxy URL"),
         (["serve", "--fail-rate", "1.5"], "--fail-rate must be in [0, 1]"),
         (["serve", "--size", "-1"], "--size must be >= 0"),
         (["serve", "--port", "70000"], "--port must be in 0..65535"),
@@ -317,3 +320,18 @@ def test_io_bench_rows_and_table():
         assert row["x_ideal"] == pytest.approx(row["seconds"] / row["ideal"])
     table = out.getvalue()
     assert "latency 10 ms" in table and "asyncio" in table and "sequential" in table
+
+
+def test_fetch_output_makes_a_missing_folder_as_wget_p_does(server, tmp_path, capsys):
+    # `--output DIR` with a missing DIR was an error ("must be an existing folder").
+    folder = tmp_path / "new" / "deeper"
+    assert run("fetch", f"{server.url}/one.txt", "--output", str(folder)) == 0
+    assert (folder / "one.txt").read_bytes() == b"x" * 10
+    assert f"bodies written to {folder}{os.sep}" in capsys.readouterr().out
+
+
+def test_fetch_json_says_where_the_response_bodies_went(server, capsys):
+    # `partally fetch --json ...` printed nothing of the response body, nor said why.
+    assert run("fetch", f"{server.url}/echo", "--json", '{"a": 1}') == 0
+    out = capsys.readouterr().out
+    assert "1 ok, 0 failed" in out and "bodies counted, not kept (--output DIR writes each to a file)" in out

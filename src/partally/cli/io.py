@@ -114,6 +114,34 @@ def _requests(urls: list[str], method: str, body: bytes | None) -> list[Any]:
     return requests
 
 
+def _proxies(proxy: str | None, trust_env: bool) -> None:
+    """--proxy, and the environment's proxies with trust_env, checked as fetch_all reads them."""
+    from partally.io.proxy import Proxies
+
+    try:
+        Proxies(proxy, trust_env)
+    except ValueError as exc:
+        where = "" if proxy is None else "--proxy: "
+        raise BadArgument(where + str(exc).replace("pass trust_env=False", "give --no-trust-env")) from None
+
+
+def _make_folder(path: str) -> None:
+    """--output DIR, made with its parents if missing (as `wget -P` and `curl --create-dirs`)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise BadArgument(f"--output must be a folder, got {path!r}: a file of that name exists") from None
+    except OSError as exc:
+        raise BadArgument(f"--output folder {path!r} cannot be made: {exc.strerror or exc}") from None
+
+
+def _bodies(args: argparse.Namespace) -> str:
+    """Where the response bodies went, for the summary."""
+    if args.output is not None:
+        return f"bodies written to {args.output}{os.sep}"
+    return "bodies counted, not kept (--output DIR writes each to a file)"
+
+
 def _row(result: Any) -> dict[str, Any]:
     return {
         "url": result.url,
@@ -142,11 +170,12 @@ def _fetch(args: argparse.Namespace) -> int:
             raise BadArgument(f"--method must be a method name such as GET or POST, got {args.method!r}")
         if args.results is not None:
             check_writable("--results", args.results)
-        if args.output is not None and not os.path.isdir(args.output):
-            raise BadArgument(f"--output must be an existing folder, got {args.output!r}")
         urls = _read_urls(args)
         if not urls:
             raise BadArgument("no URLs: give them as arguments or with --file FILE")
+        _proxies(args.proxy, not args.no_trust_env)
+        if args.output is not None:
+            _make_folder(args.output)
     except BadArgument as exc:
         return error("fetch", str(exc))
 
@@ -172,6 +201,8 @@ def _fetch(args: argparse.Namespace) -> int:
             headers=headers or None,
             keep=False,
             output=args.output,
+            proxy=args.proxy,
+            trust_env=not args.no_trust_env,
             on_result=lambda _: progress.advance(task),
         )
         elapsed = time.perf_counter() - start
@@ -180,7 +211,7 @@ def _fetch(args: argparse.Namespace) -> int:
     console.print(
         f"[green]{len(results) - len(failures)} ok[/], [red]{len(failures)} failed[/]; "
         f"{size:,} bytes in {elapsed:.2f} s, {len(results) / elapsed:.0f} requests/s "
-        f"({args.mode}, limit {args.limit})",
+        f"({args.mode}, limit {args.limit}); {escape(_bodies(args))}",
         highlight=False,
     )
     for result in failures[:SHOWN_FAILURES]:
@@ -266,8 +297,15 @@ def add_io_commands(subparsers: Any) -> None:
     fetch.add_argument("--data", metavar="DATA", help="the request body (@FILE: FILE's bytes)")
     fetch.add_argument("--json", metavar="JSON", help="a JSON request body (Content-Type: application/json)")
     fetch.add_argument("--output", "-o", metavar="DIR",
-                       help="write each body to a file in DIR (named from its URL), streamed")
+                       help="write each body to a file in DIR (named from its URL), streamed; DIR "
+                       "is made if missing")
     fetch.add_argument("--results", metavar="FILE", help="write every result to FILE as JSON lines")
+    fetch.add_argument("--proxy", metavar="URL",
+                       help="send every request through this http(s) proxy (user:password@ for Basic "
+                       "credentials); by default HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY are "
+                       "honoured, as httpx does")
+    fetch.add_argument("--no-trust-env", action="store_true",
+                       help="ignore the environment's proxy variables (and SSL_CERT_FILE/SSL_CERT_DIR)")
     fetch.set_defaults(func=_fetch)
 
     serve = subparsers.add_parser(

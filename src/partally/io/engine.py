@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -191,6 +192,46 @@ def is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+class _Refused(TypeError):
+    """What `fn` returned cannot be a result (a coroutine in a sync mode, an async generator):
+    the batch's error, raised by map_io, never an item's value."""
+
+
+def _refuse(value: Any) -> _Refused:
+    """The TypeError for a value no mode can take as a result; a coroutine is closed unawaited."""
+    close = getattr(value, "close", None)
+    if inspect.iscoroutine(value) and close is not None:
+        close()  # never run: no "coroutine ... was never awaited" warning at exit
+    if inspect.isasyncgen(value):
+        return _Refused(
+            "fn returned an async generator (an async def with yield): fn is called once per "
+            "item and must return (or, async, await) that item's value"
+        )
+    return _Refused(
+        f"fn returned a {type(value).__name__} object, an awaitable, and mode 'threads' or "
+        "'sequential' awaits nothing: pass an `async def` function (`async def f(k): return "
+        "await fetch(session, k)`), which runs on asyncio, or use mode='asyncio', which awaits "
+        "what fn returns"
+    )
+
+
+def _unusable(value: Any) -> bool:
+    """True for a value no result may be: an awaitable (its type has __await__, as
+    `collections.abc.Awaitable` asks, without the ABC's slower check) or an async generator."""
+    kind = type(value)
+    return hasattr(kind, "__await__") or kind is types.AsyncGeneratorType
+
+
+async def _awaited(value: Any) -> Any:
+    """`value` awaited until it is no longer awaitable (a coroutine an async fn returned
+    unawaited runs too); _Refused for an async generator."""
+    while _unusable(value):
+        if inspect.isasyncgen(value):
+            raise _refuse(value)
+        value = await value
+    return value
+
+
 class _Batch(Generic[R]):
     """The state one batch's workers share: the input, the results, the first failure."""
 
@@ -333,6 +374,8 @@ class _SyncDriver(Generic[R]):
             attempt += 1
             try:
                 value = self._attempt(item)
+            except _Refused:  # fn itself is wrong for this mode: the batch's error
+                raise
             except Exception as exc:  # the item's own failure, never the batch's
                 pause = plan.retry.pause(exc, attempt, item)
                 if pause is None:
@@ -357,10 +400,13 @@ class _SyncDriver(Generic[R]):
                     wait = self.pacer.reserve(time.monotonic())
                 if wait > 0:
                     time.sleep(wait)
-            return self.call(item)
+            value = self.call(item)
         finally:
             if gate is not None:
                 gate.release()
+        if _unusable(value):
+            raise _refuse(value)
+        return value
 
 
 # The async driver: tasks on the running event loop.
@@ -420,6 +466,8 @@ class _AsyncDriver(Generic[R]):
             attempt += 1
             try:
                 value = await self._attempt(item)
+            except _Refused:  # fn itself is wrong: the batch's error
+                raise
             except Exception as exc:  # the item's own failure, never the batch's
                 pause = plan.retry.pause(exc, attempt, item)
                 if pause is None:
@@ -432,7 +480,9 @@ class _AsyncDriver(Generic[R]):
         plan = self.batch.plan
         if plan.key is None and self.pacer is None:  # the common case, kept short
             value = self.call(item)
-            return await value if inspect.isawaitable(value) else value
+            if inspect.isawaitable(value):  # an async fn's coroutine, or a sync fn's awaitable
+                value = await value
+            return await _awaited(value) if _unusable(value) else value
         gate = None
         if plan.key is not None:
             group = plan.key(item)
@@ -446,7 +496,9 @@ class _AsyncDriver(Generic[R]):
                 if wait > 0:
                     await asyncio.sleep(wait)
             value = self.call(item)
-            return await value if inspect.isawaitable(value) else value
+            if inspect.isawaitable(value):  # an async fn's coroutine, or a sync fn's awaitable
+                value = await value
+            return await _awaited(value) if _unusable(value) else value
         finally:
             if gate is not None:
                 gate.release()
@@ -546,8 +598,10 @@ async def amap_io(
 ) -> list[IOResult[T]]:
     """Await `fn(item)` for each item on the running loop; see `map_io` for the arguments.
 
-    `fn` is an async function (a sync one returning an awaitable works too; a plain sync one
-    would block the loop: run it with `map_io(mode="threads")`).
+    `fn` is an async function; a sync one returning an awaitable (`lambda k: fetch(session, k)`)
+    works too, its awaitable awaited (a plain sync one would block the loop: run it with
+    `map_io(mode="threads")`). A result is never an awaitable: what fn returns is awaited until
+    it is not, and an async generator is refused (TypeError).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
@@ -590,6 +644,11 @@ def map_io(
       memory stays flat however many items there are.
     - `on_result(result)` is called with each result as it comes (in the worker's thread in
       threads mode); an exception it raises stops the batch and propagates.
+
+    A sync `fn` that returns an awaitable (a lambda binding an argument of an async function)
+    is refused with a TypeError in "threads" and "sequential" mode, where nothing could await
+    it: pass an `async def`, or mode="asyncio", which awaits it. A result is never an
+    un-awaited coroutine.
 
     Whatever `fn` raises (an `Exception`) is that item's error result (`result.error`), never the
     batch's. Bad arguments raise TypeError or ValueError before any call; an exception raised by

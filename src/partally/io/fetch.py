@@ -17,6 +17,7 @@ any httpx transport instead (`httpx.MockTransport` in tests), as httpx's clients
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import importlib.util
@@ -28,6 +29,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -41,6 +43,7 @@ except ImportError:  # another httpx: every URL goes through httpx.URL
 
 from partally.io import engine
 from partally.io.engine import MODES, Plan, Retry, check_plan, run_async, run_coroutine, run_sync
+from partally.io.proxy import Proxies
 from partally.io.transport import IDEMPOTENT_METHODS
 
 __all__ = ["MAX_BODY", "MODES", "FetchResult", "afetch_all", "fetch_all"]
@@ -357,7 +360,9 @@ class _Spec:
 
     def sink(self, job: _Job, response: httpx.Response) -> _Sink:
         """Where this response's body goes: memory (bounded), a file, or only its count."""
-        if self.max_body is not None and self.keep:
+        # A HEAD's Content-Length is the GET's, and a 204 or 304 has no body: none is too large.
+        bodyless = response.request.method == "HEAD" or response.status_code in (204, 304)
+        if self.max_body is not None and self.keep and not bodyless:
             length = _header(response, b"content-length").decode("latin-1")
             if length.isdigit() and int(length) > self.max_body:
                 raise _TooLarge(_over(int(length), self.max_body, "Content-Length says"))
@@ -470,6 +475,73 @@ class _Sink:
                 pass
 
 
+class _Unzip:
+    """A gzip or deflate body decoded as httpx decodes it, but whole or not at all: a stream cut
+    before its end marker is a DecodingError (httpx returned the part it had, as the body), and
+    a gzip body of several members (RFC 1952; `cat a.gz b.gz`) gives every member, as Python's
+    gzip module, urllib3 and curl read it (httpx stopped after the first). Bytes after the last
+    member that are not one are ignored, as urllib3 does."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._members = 0  # gzip members decoded whole
+        self._raw = False  # deflate: raw DEFLATE rather than zlib-wrapped, as httpx falls back
+        self._fed = False
+        self._unzip = self._new()
+
+    @classmethod
+    def of(cls, encoding: bytes) -> _Unzip | None:
+        """The decoder for a Content-Encoding of gzip or deflate alone; None for any other."""
+        name = encoding.strip().lower()
+        if name in (b"gzip", b"x-gzip"):
+            return cls(True)
+        if name == b"deflate":
+            return cls(False)
+        return None
+
+    def _new(self) -> Any:
+        if self._gzip:
+            return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return zlib.decompressobj(-zlib.MAX_WBITS if self._raw else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._unzip.eof:  # past the end of the stream
+                if not self._gzip:
+                    return b"".join(out)
+                self._members += 1
+                self._unzip = self._new()
+            try:
+                out.append(self._unzip.decompress(data))
+            except zlib.error as exc:
+                if not self._gzip and not self._fed and not self._raw:
+                    self._raw = True  # httpx's fallback: a raw DEFLATE stream
+                    self._unzip = self._new()
+                    continue
+                if self._members:  # trailing bytes that are not another member
+                    self._unzip = _Spent()
+                    return b"".join(out)
+                raise httpx.DecodingError(str(exc)) from exc
+            self._fed = True
+            data = self._unzip.unused_data if self._unzip.eof else b""
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """What is left; DecodingError if the stream stopped before its end."""
+        if self._fed and not self._unzip.eof:
+            name = "gzip" if self._gzip else "deflate"
+            raise httpx.DecodingError(f"{name} body cut short: its stream ends before its end marker")
+        return b""
+
+
+class _Spent:
+    """A finished decoder that ignores what follows."""
+
+    eof = True
+    unused_data = b""
+
+
 def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
     """The request a 3xx with a Location asks for next (as httpx's client builds it), or None."""
     status = response.status_code
@@ -501,6 +573,15 @@ def _redirect(request: httpx.Request, response: httpx.Response) -> httpx.Request
     return follow
 
 
+MAX_DRAINED = 65536  # bytes: a redirect's body up to this long is read, keeping its connection
+
+
+def _small(response: httpx.Response) -> bool:
+    """True if the response's body is announced (Content-Length) and at most MAX_DRAINED bytes."""
+    length = _header(response, b"content-length").strip()
+    return length.isdigit() and int(length) <= MAX_DRAINED
+
+
 def _send(transport: httpx.BaseTransport, spec: _Spec, job: _Job) -> _Answer:
     """One attempt at `job`, redirects followed, the body read: the engine's sync IO function."""
     if job.request is None:
@@ -513,14 +594,26 @@ def _send(transport: httpx.BaseTransport, spec: _Spec, job: _Job) -> _Answer:
             follow = _redirect(request, response)
             if follow is None:
                 sink = spec.sink(job, response)
-                encoded = bool(_header(response, b"content-encoding"))  # see _asend
+                encoding = _header(response, b"content-encoding")  # see _asend
                 try:
-                    for chunk in response.iter_bytes() if encoded else response.stream:  # type: ignore[union-attr]
-                        sink.write(chunk)
+                    if not encoding:
+                        for chunk in response.stream:  # type: ignore[union-attr]
+                            sink.write(chunk)
+                    elif (unzip := _Unzip.of(encoding)) is not None:
+                        for chunk in response.iter_raw():
+                            sink.write(unzip.decode(chunk))
+                        sink.write(unzip.flush())
+                    else:
+                        for chunk in response.iter_bytes():
+                            sink.write(chunk)
                 except BaseException:
                     sink.abort()
                     raise
                 return spec.answer(job, request, response, sink)
+            if _small(response):  # read, so that its connection carries the next request
+                with contextlib.suppress(httpx.TransportError):  # a cut one: closed, followed
+                    for _ in response.stream:  # type: ignore[union-attr]
+                        pass
         finally:
             response.close()
         request = follow
@@ -541,14 +634,26 @@ async def _asend(transport: httpx.AsyncBaseTransport, spec: _Spec, job: _Job) ->
                 sink = spec.sink(job, response)
                 # No Content-Encoding: the raw stream is the body (httpx's decoding machinery
                 # cost more CPU a request than the rest of the request's handling here).
-                encoded = bool(_header(response, b"content-encoding"))
+                encoding = _header(response, b"content-encoding")
                 try:
-                    async for chunk in response.aiter_bytes() if encoded else response.stream:  # type: ignore[union-attr]
-                        sink.write(chunk)
+                    if not encoding:
+                        async for chunk in response.stream:  # type: ignore[union-attr]
+                            sink.write(chunk)
+                    elif (unzip := _Unzip.of(encoding)) is not None:
+                        async for chunk in response.aiter_raw():
+                            sink.write(unzip.decode(chunk))
+                        sink.write(unzip.flush())
+                    else:
+                        async for chunk in response.aiter_bytes():
+                            sink.write(chunk)
                 except BaseException:
                     sink.abort()
                     raise
                 return spec.answer(job, request, response, sink)
+            if _small(response):  # read, so that its connection carries the next request
+                with contextlib.suppress(httpx.TransportError):  # a cut one: closed, followed
+                    async for _ in response.stream:  # type: ignore[union-attr]
+                        pass
         finally:
             await response.aclose()
         request = follow
@@ -589,11 +694,27 @@ def files_left() -> int | None:
     return max(1, soft - used - FILES_KEPT_FREE)
 
 
+def _folder(given: Any) -> str:
+    """`given` (a path), made with its parents if missing, as `wget -P` and `curl --create-dirs`
+    do; ValueError if it is not a folder or cannot be made."""
+    path = os.fspath(given) if isinstance(given, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise TypeError(f"output must be a folder's path (str or os.PathLike), not {type(given).__name__}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"output must be a folder, got {path!r}: a file of that name exists") from None
+    except OSError as exc:
+        raise ValueError(f"output folder {path!r} cannot be made: {exc.strerror or exc}") from None
+    return path
+
+
 class _Args(NamedTuple):
     plan: Plan[FetchResult]
     spec: _Spec
     jobs: Iterator[_Job]
     connections: int  # the most connections the batch may open
+    proxies: Proxies | None  # None with a transport= of the caller's
 
 
 def _checked(
@@ -611,6 +732,9 @@ def _checked(
     output: Any,
     retry_methods: Any,
     on_result: Any,
+    proxy: Any = None,
+    trust_env: Any = True,
+    transport: Any = None,
 ) -> _Args:
     """Every argument checked before any request (TypeError/ValueError saying what is accepted)."""
     check_plan(
@@ -626,9 +750,7 @@ def _checked(
         raise TypeError(f"keep must be True or False, not {keep!r}")
     engine.whole("max_body", max_body, 0, none=True)
     if output is not None:
-        output = os.fspath(output)
-        if not os.path.isdir(output):
-            raise ValueError(f"output must be an existing folder, got {output!r}")
+        output = _folder(output)
     try:
         merged = httpx.Headers(_HEADERS)
         if headers is not None:
@@ -643,6 +765,14 @@ def _checked(
     if isinstance(retry_methods, str) or not isinstance(retry_methods, Collection):
         raise TypeError("retry_methods must be a collection of method names, e.g. {'GET', 'PUT'}")
     methods = frozenset(str(m).upper() for m in retry_methods)
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be True or False, not {trust_env!r}")
+    proxies = None
+    if transport is not None:
+        if proxy is not None:  # the caller's transport sends as it likes: no proxy of ours
+            raise ValueError("give proxy= or transport=, not both (a transport routes its own requests)")
+    else:
+        proxies = Proxies(proxy, trust_env)  # the environment read once, as httpx's client does
     spec = _Spec(merged, _timeouts(timeout), keep, max_body, output)
     if isinstance(requests, (list, tuple)):  # checked up front; a generator's items as they come
         for i, item in enumerate(requests):
@@ -663,7 +793,7 @@ def _checked(
         per_host,
         on_result=on_result,
     )
-    return _Args(plan, spec, map(spec.job, requests), connections)
+    return _Args(plan, spec, map(spec.job, requests), connections, proxies)
 
 
 _DOCS = """
@@ -672,7 +802,8 @@ _DOCS = """
     Accept-Encoding, User-Agent) and under a request's own. Bodies are decoded by their
     Content-Encoding and kept whole (`keep=True`) up to `max_body` bytes (a larger one is an error
     result that says so); with `output=FOLDER` each body streams to a file there instead (named
-    by `file_name(url)`, written to a temporary name and renamed when whole), never held whole.
+    by `file_name(url)`, written to a temporary name and renamed when whole), never held whole;
+    FOLDER is made, with its parents, if missing (as `wget -P` and `curl --create-dirs` do).
 
     `timeout` (seconds, > 0) bounds each step of a request (connect, each read, write);
     `float("inf")`, or anything longer than a year, means no timeout. A request that never
@@ -687,6 +818,14 @@ _DOCS = """
     stops the batch and propagates). `transport` is an httpx transport to send with instead of
     partally's (an `httpx.AsyncBaseTransport` for asyncio, an `httpx.BaseTransport` otherwise;
     the caller closes it).
+
+    Proxies are chosen as `httpx.Client` chooses them: `proxy` (a URL such as
+    "http://user:pass@proxy:3128", or an `httpx.Proxy`) for every request; else, with
+    `trust_env=True` (the default), the environment's HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and
+    NO_PROXY (lower-case forms too), read when the batch starts; `trust_env=False` goes direct
+    and ignores SSL_CERT_FILE and SSL_CERT_DIR too. http and https proxies are supported (https
+    URLs through a CONNECT tunnel); a SOCKS proxy is a ValueError, never bypassed. With your own
+    `transport`, the environment is not read (as with httpx) and `proxy` is a ValueError.
 
     Whatever goes wrong with one request (a malformed or non-IDNA host, a refused connection, TLS,
     a protocol error, a cut or undecodable body, ...) is that request's error result; only bad
@@ -710,11 +849,14 @@ async def afetch_all(
     retry_methods: Collection[str] = IDEMPOTENT_METHODS,
     transport: httpx.AsyncBaseTransport | None = None,
     on_result: Callable[[FetchResult], None] | None = None,
+    proxy: str | httpx.URL | httpx.Proxy | None = None,
+    trust_env: bool = True,
 ) -> list[FetchResult]:
     args = _checked(
         requests, limit=limit, timeout=timeout, retries=retries, backoff=backoff, rate=rate,
         per_host=per_host, headers=headers, keep=keep, max_body=max_body, output=output,
-        retry_methods=retry_methods, on_result=on_result,
+        retry_methods=retry_methods, on_result=on_result, proxy=proxy, trust_env=trust_env,
+        transport=transport,
     )
     if transport is not None:
         if not isinstance(transport, httpx.AsyncBaseTransport):
@@ -723,7 +865,7 @@ async def afetch_all(
     from partally.io.transport import AiohttpTransport
 
     pool = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    async with AiohttpTransport(limits=pool) as own:
+    async with AiohttpTransport(pool, args.proxies, trust_env) as own:
         return await run_async(lambda job: _asend(own, args.spec, job), args.jobs, args.plan)
 
 
@@ -750,18 +892,20 @@ def fetch_all(
     retry_methods: Collection[str] = IDEMPOTENT_METHODS,
     transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     on_result: Callable[[FetchResult], None] | None = None,
+    proxy: str | httpx.URL | httpx.Proxy | None = None,
+    trust_env: bool = True,
 ) -> list[FetchResult]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}, expected one of {list(MODES)}")
     settings = dict(
         limit=limit, timeout=timeout, retries=retries, backoff=backoff, rate=rate,
         per_host=per_host, headers=headers, keep=keep, max_body=max_body, output=output,
-        retry_methods=retry_methods, on_result=on_result,
+        retry_methods=retry_methods, on_result=on_result, proxy=proxy, trust_env=trust_env,
     )
     if mode == "asyncio":
-        _checked(requests, **settings)  # type: ignore[arg-type]  # bad arguments before the loop check
+        _checked(requests, transport=transport, **settings)  # type: ignore[arg-type]  # bad arguments before the loop check
         return run_coroutine(afetch_all(requests, transport=transport, **settings), "afetch_all")  # type: ignore[arg-type]
-    args = _checked(requests, **settings)  # type: ignore[arg-type]
+    args = _checked(requests, transport=transport, **settings)  # type: ignore[arg-type]
     workers = 1 if mode == "sequential" else min(args.connections, engine.MAX_THREADS)
     if transport is not None:
         if not isinstance(transport, httpx.BaseTransport):
@@ -769,7 +913,7 @@ def fetch_all(
         return run_sync(lambda job: _send(transport, args.spec, job), args.jobs, args.plan, workers)
     from partally.io.transport import Urllib3Transport
 
-    with Urllib3Transport(workers) as own:
+    with Urllib3Transport(workers, args.proxies, trust_env) as own:
         return run_sync(lambda job: _send(own, args.spec, job), args.jobs, args.plan, workers)
 
 

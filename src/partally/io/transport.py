@@ -13,15 +13,24 @@ aiohttp's and urllib3's errors become httpx's, most specific first (see `_AIOHTT
 
 Both transports behave as HTTP clients do where a server is within its rights: a pooled keep-alive
 connection that the server closed meanwhile is retried once on another connection (idempotent
-methods, as aiohttp does itself), header lines up to 64 KiB are read (as http.client reads
-them), and header bytes >= 0x80 are kept as they came (latin-1), never an encoding error.
+methods), header lines up to 64 KiB are read (as http.client reads them), and header bytes
+>= 0x80 are kept as they came (latin-1), never an encoding error. Where a server is not within
+its rights, a response is still read from its own bytes only, the same way in both: informational
+(1xx) answers are skipped to the final one, bytes past a response's end are never read as the
+next response (`_OneResponse`, `_framing`), and Content-Length with chunked is refused.
+
+Proxies are chosen per request by `partally.io.proxy.Proxies` (httpx's rules): aiohttp's `proxy=`
+argument, or a `urllib3.ProxyManager` for each proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import http.client
+import os
+import re
 import socket
 import ssl
 import threading
@@ -32,6 +41,8 @@ import aiohttp
 import httpx
 import urllib3
 import yarl
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import HttpProcessingError
 from urllib3.exceptions import (
     ConnectTimeoutError,
     IncompleteRead,
@@ -42,6 +53,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from partally.io.proxy import Proxies, proxy_authorization
+
 __all__ = ["AiohttpTransport", "IDEMPOTENT_METHODS", "Urllib3Transport", "ssl_context"]
 
 IDEMPOTENT_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE"})  # urllib3's
@@ -50,9 +63,16 @@ MAX_HEADER_LINE = 65536  # bytes: what http.client (urllib3) reads; aiohttp's de
 
 
 @functools.cache
-def ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS settings, built once a process: each build took 40 ms here."""
-    return httpx.create_ssl_context()
+def _ssl_context(trust_env: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
+def ssl_context(trust_env: bool = True) -> ssl.SSLContext:
+    """httpx's default TLS settings (with `trust_env`, the CA file or folder that SSL_CERT_FILE
+    or SSL_CERT_DIR names, as httpx reads them), built once per setting: each build took 40 ms."""
+    if not trust_env:
+        return _ssl_context(False, None, None)
+    return _ssl_context(True, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 def _mapped(exc: Exception, table: list[tuple[type[Exception], type[httpx.TransportError]]]) -> Exception:
@@ -90,8 +110,10 @@ _URLLIB3_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
 
 
 # A request sent on a pooled connection that the server had closed (its FIN not yet seen when the
-# connection left the pool) fails before any answer, with one of these inside urllib3's error.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# connection left the pool) fails before any answer, with one of these inside urllib3's error;
+# BadStatusLine (RemoteDisconnected's base) too: bytes a server sent late after the connection's
+# last response, read where this request's answer should start.
+_STALE = (http.client.BadStatusLine, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 class _Sent(threading.local):
@@ -124,12 +146,27 @@ class _Reuse:
         self._partally_served = self._partally_connects
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client's response, skipping every informational (1xx) response before the final one.
+
+    http.client skips only 100 Continue: a 103 Early Hints (or a 102) was taken as the answer,
+    with no body, and the real answer was left unread on the connection.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 101 < status < 200:  # 100 is skipped by http.client itself; 101 is final
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+
+
 class _Connection(_Reuse, urllib3.connection.HTTPConnection):
-    pass
+    response_class = _FinalResponse
 
 
 class _TLSConnection(_Reuse, urllib3.connection.HTTPSConnection):
-    pass
+    response_class = _FinalResponse
 
 
 class _Pool(urllib3.HTTPConnectionPool):
@@ -146,6 +183,26 @@ def _stale(exc: urllib3.exceptions.HTTPError) -> bool:
         return False
     cause = exc.args[1] if len(exc.args) > 1 else exc.__context__
     return isinstance(cause, _STALE)
+
+
+def _framing(method: str, response: urllib3.BaseHTTPResponse) -> bool:
+    """Whether the response's connection may carry another; RemoteProtocolError for framing
+    that is not to be trusted (Transfer-Encoding with Content-Length, refused as aiohttp refuses
+    it: a body so framed may be smuggled past one reader of it and not another).
+
+    A HEAD, 204 or 304 response has no body, but one whose headers announce a body may be
+    followed by it anyway (aiohttp#820): its connection is not reused, so those bytes are never
+    read as the next response.
+    """
+    headers = response.headers
+    chunked = "transfer-encoding" in headers
+    length = headers.get("content-length", "").strip()
+    if chunked and length:
+        response.close()
+        raise httpx.RemoteProtocolError("Transfer-Encoding can't be present with Content-Length")
+    if method == "HEAD" or response.status in (204, 304):
+        return not chunked and length in ("", "0")
+    return True
 
 
 class _Stream(httpx.SyncByteStream):
@@ -165,26 +222,63 @@ class _Stream(httpx.SyncByteStream):
 
 
 class Urllib3Transport(httpx.BaseTransport):
-    """Send httpx requests through one `urllib3.PoolManager` of up to `limit` connections a host."""
+    """Send httpx requests through one `urllib3.PoolManager` of up to `limit` connections a host
+    (a `urllib3.ProxyManager` for each proxy that `proxies` names)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, proxies: Proxies | None = None, trust_env: bool = True) -> None:
         self._limit = limit
-        self._pool = urllib3.PoolManager(maxsize=limit, ssl_context=ssl_context())
-        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        self._ssl = ssl_context(trust_env)
+        self._pool = self._manager(None)
+        self._proxies = proxies if proxies else None
+        self._managers: dict[str, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
         self._timeout = _timeouts(lambda connect, read, pool: urllib3.Timeout(connect, read))
+
+    def _manager(self, proxy: httpx.Proxy | None) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager
+        if proxy is None:
+            manager = urllib3.PoolManager(maxsize=self._limit, ssl_context=self._ssl)
+        else:
+            headers = dict(proxy.headers.items())
+            if (authorization := proxy_authorization(proxy)) is not None:
+                headers["Proxy-Authorization"] = authorization
+            manager = urllib3.ProxyManager(
+                str(proxy.url), maxsize=self._limit, ssl_context=self._ssl,
+                proxy_ssl_context=self._ssl if proxy.url.scheme == "https" else None,
+                proxy_headers=headers,
+            )
+        manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        return manager
+
+    def _route(self, url: httpx.URL) -> tuple[urllib3.PoolManager, str]:
+        """The manager for `url` and the request target: its path, or the absolute URL for a
+        plain http request through a proxy (a CONNECT tunnel carries https as it is)."""
+        proxy = self._proxies.for_url(url) if self._proxies is not None else None
+        if proxy is None:
+            return self._pool, url.raw_path.decode("ascii")
+        key = str(proxy.url)
+        manager = self._managers.get(key)
+        if manager is None:
+            with self._lock:
+                manager = self._managers.get(key)
+                if manager is None:
+                    manager = self._managers[key] = self._manager(proxy)
+        target = url.raw_path.decode("ascii") if url.scheme == "https" else str(url)
+        return manager, target
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        manager, target = self._route(url)
         # A stale pooled connection is retried on the next one, at most as many times as the pool
         # holds connections (each failure drops one), then once more on a new connection.
         stale_retries = self._limit + 1 if request.method in IDEMPOTENT_METHODS else 0
         while True:
             try:
                 # What PoolManager.urlopen does, less parsing the URL again (the costliest step).
-                pool = self._pool.connection_from_host(url.host, url.port, url.scheme)
+                pool = manager.connection_from_host(url.host, url.port, url.scheme)
                 response = pool.urlopen(
                     request.method,
-                    url.raw_path.decode("ascii"),
+                    target,
                     body=request.read() or None,
                     headers=dict(request.headers.items()),
                     retries=False,
@@ -203,6 +297,9 @@ class Urllib3Transport(httpx.BaseTransport):
         # http.client decoded the header bytes as latin-1: encode them back the same way (httpx
         # encodes a str as ASCII, and a UTF-8 Location failed the URL with UnicodeEncodeError).
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        reuse = _framing(request.method, response)
+        if not reuse and response.connection is not None:  # before urllib3 pools it at the end
+            response.connection.close()
         return httpx.Response(
             response.status,
             headers=headers,
@@ -212,6 +309,8 @@ class Urllib3Transport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.clear()
+        for manager in self._managers.values():
+            manager.clear()
 
 
 # Most specific first: ClientConnectorError, ServerTimeoutError and ServerDisconnectedError are all
@@ -282,6 +381,113 @@ def _resolver() -> aiohttp.abc.AbstractResolver:
     return resolver
 
 
+# Whether this task's last request went out on a connection that had carried one before.
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("partally_reused", default=False)
+# Where a response's head ends: an empty line (aiohttp's parser takes a bare LF for CRLF).
+_HEAD_END = re.compile(rb"\n\r?\n")
+_BODYLESS_STATUSES = frozenset({204, 304})
+_HEAD, _COUNTED, _PARSED, _DONE = range(4)  # where a connection is in the response it reads
+
+
+class _OneResponse(ResponseHandler):
+    """aiohttp's protocol, handing its parser the bytes of the response asked for and no more.
+
+    aiohttp's parser reads whatever follows a response as the next one, at once: a body sent
+    after a HEAD (aiohttp#820), after a 204 or 304, or past the Content-Length failed the
+    response itself ("Bad status line"), and bytes arriving after it failed the next request on
+    that connection. Here a response's head is handed over alone; then its body, as many bytes
+    as its Content-Length says (a chunked or close-delimited body as it comes: its parser
+    frames it); bytes past the response's end are dropped and the connection closed, never
+    parsed. A HEAD, 204 or 304 response whose headers announce a body closes its connection
+    too: the body may still come, and would be read as the next response.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._frame = _PARSED  # nothing asked yet: as aiohttp reads it
+        self._left = 0  # body bytes still to come (_COUNTED)
+        self._carry = b""  # the head's last bytes so far (_HEAD): its end may span two reads
+
+    _served = 0  # requests sent on this connection so far
+
+    def set_response_params(self, **kwargs: Any) -> None:
+        self._frame, self._carry = _HEAD, b""  # a request goes out: its response comes next
+        _REUSED.set(self._served > 0)  # in the sending task's context: read if the request fails
+        self._served += 1
+        super().set_response_params(**kwargs)
+
+    def feed_data(self, data: Any, size: int = 0) -> None:
+        """A parsed response head (and its payload) on its way to the response: what follows."""
+        message = data[0]
+        code = message.code
+        if 100 <= code < 200 and code != 101:  # informational: the final head follows
+            self._frame, self._carry = _HEAD, b""
+        elif self._skip_payload or code in _BODYLESS_STATUSES:
+            self._frame = _DONE
+            length = message.headers.get("Content-Length", "0").strip()
+            if message.chunked or length not in ("", "0"):
+                self._should_close = True  # its announced body may follow: never reused
+        elif message.chunked or code == 101:
+            self._frame = _PARSED
+        else:
+            length = message.headers.get("Content-Length")
+            if length is not None and length.strip().isdigit():
+                self._frame, self._left = _COUNTED, int(length)
+                if not self._left:
+                    self._frame = _DONE
+            else:
+                self._frame = _PARSED  # till the server closes
+        super().feed_data(data, size)
+
+    def _parse(self, data: bytes) -> bool:
+        """Hand `data` to aiohttp's parser; False if it failed, its error then on the body too
+        (a head handed over alone has its response waiting on the body)."""
+        super().data_received(data)
+        exc = self._exception
+        if exc is None:
+            return True
+        payload = self._payload
+        if payload is not None and not payload.is_eof():
+            payload.set_exception(exc)
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        while data:
+            frame = self._frame
+            if frame == _PARSED:
+                self._parse(data)
+                return
+            if frame == _DONE:  # past the end of the response: nobody asked for these bytes
+                self._should_close = True
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if frame == _COUNTED:
+                if len(data) <= self._left:
+                    self._left -= len(data)
+                    if not self._left:
+                        self._frame = _DONE
+                    self._parse(data)
+                    return
+                piece, data = data[: self._left], data[self._left :]
+                self._left, self._frame = 0, _DONE
+                if not self._parse(piece):
+                    return
+                continue
+            # _HEAD: hand over the head alone; feed_data (called by the parser) sets what follows.
+            seen = self._carry + data
+            end = _HEAD_END.search(seen)
+            if end is None:
+                self._carry = seen[-2:]
+                self._parse(data)
+                return
+            cut = end.end() - len(self._carry)
+            piece, data = data[:cut], data[cut:]
+            self._carry = b""
+            if not self._parse(piece):  # the parser failed: it said why, and closed
+                return
+
+
 class _AsyncStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
@@ -297,6 +503,8 @@ class _AsyncStream(httpx.AsyncByteStream):
                 yield chunk
         except aiohttp.ClientError as exc:
             raise _mapped(exc, _AIOHTTP_ERRORS) from exc
+        except HttpProcessingError as exc:  # the parser's, for a bad chunk (see _OneResponse)
+            raise httpx.RemoteProtocolError(str(exc)) from exc
 
     async def aclose(self) -> None:
         self._response.release()  # closes the connection instead if the body was not all read
@@ -306,14 +514,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one `aiohttp.ClientSession` of up to `max_connections`.
 
     The session keeps no cookies (`aiohttp.DummyCookieJar`): httpx's cookie policy is the only
-    one, and aiohttp's own jar would carry one site's cookies to the next URL. aiohttp retries
-    an idempotent request once when its connection drops, but on the next pooled connection,
-    which the server may have closed as well: when that retry fails too, the request is sent
-    once more here, on a new connection (a second session's, closed after each request).
+    one, and aiohttp's own jar would carry one site's cookies to the next URL. An idempotent
+    request whose pooled connection turns out closed by the server is sent once more, on a new
+    connection (a second session's, closed after each request); one whose new connection drops
+    is not (aiohttp's own retry, which resent it on any connection, is off).
     """
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self, limits: httpx.Limits, proxies: Proxies | None = None, trust_env: bool = True) -> None:
         self._limits = limits
+        self._proxies = proxies if proxies else None
+        self._ssl = ssl_context(trust_env)
         self._session: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None  # new connections only, for that retry
         self._timeout = _timeouts(
@@ -327,16 +537,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             limit=self._limits.max_connections or 0,
             keepalive_timeout=None if force_close else self._limits.keepalive_expiry,
             force_close=force_close,
-            ssl=ssl_context(),
+            ssl=self._ssl,
             resolver=_resolver(),
         )
-        return aiohttp.ClientSession(
+        connector._factory = functools.partial(_OneResponse, loop=connector._loop)  # see _OneResponse
+        session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             max_line_size=MAX_HEADER_LINE,
             max_field_size=MAX_HEADER_LINE,
         )
+        # aiohttp resends an idempotent request once whenever its connection drops, new or
+        # pooled: a server that closed a new connection unanswered got it twice, or four times
+        # with the retry below. Only a pooled connection is retried, below, as in threads mode.
+        session._retry_connection = False
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
@@ -349,12 +565,29 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             "compress": False,
             "timeout": self._timeout(request),
         }
+        if self._proxies is not None and (proxy := self._proxies.for_url(request.url)) is not None:
+            arguments["proxy"] = yarl.URL(str(proxy.url), encoded=True)
+            headers = dict(proxy.headers.items())
+            if (authorization := proxy_authorization(proxy)) is not None:
+                headers["Proxy-Authorization"] = authorization
+            if headers and request.url.scheme == "https":  # sent with the CONNECT
+                arguments["proxy_headers"] = headers
+            elif headers:  # aiohttp sends proxy_headers only with a CONNECT
+                arguments["headers"] += headers.items()
         url = yarl.URL(str(request.url), encoded=True)  # quoted by httpx already
         try:
             try:
+                _REUSED.set(False)
                 response = await self._session.request(request.method, url, **arguments)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if request.method not in IDEMPOTENT_METHODS or isinstance(exc, aiohttp.ClientConnectorError):
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientResponseError) as exc:
+                # A pooled connection the server closed, or one whose next bytes were not an
+                # answer's start (a late stray, see _OneResponse; aiohttp's parser raises
+                # ClientResponseError): sent once more on a new connection.
+                if (
+                    request.method not in IDEMPOTENT_METHODS
+                    or isinstance(exc, aiohttp.ClientConnectorError)
+                    or not _REUSED.get()  # a new connection: that was the server's answer
+                ):
                     raise
                 if self._fresh is None:
                     self._fresh = self._new_session(force_close=True)

@@ -43,10 +43,20 @@ def test_the_marks_are_the_known_ones() -> None:
             assert mark in ("gpu", "cluster"), f"{page.name}: unknown mark 'needs: {mark}'"
 
 
-def test_every_page_has_a_block_or_says_why_not() -> None:
+def test_the_readme_quick_start_is_found() -> None:
     """The extractor finds the README's blocks (a fence it cannot read would pass silently)."""
     run, _ = blocks(ROOT / "README.md")
     assert run and "partally.compute(" in run[0]
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+def test_every_relative_link_names_a_file(page: Path) -> None:
+    for target in LINK.findall(page.read_text(encoding="utf-8")):
+        if "://" not in target:
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which is missing"
 
 
 @pytest.fixture(scope="module")

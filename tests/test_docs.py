@@ -71,8 +71,8 @@ def test_page_runs_as_written(page: Path, cache: Path) -> None:
         pytest.skip(f"no python block to run ({len(skipped)} marked: {', '.join(skipped) or 'none'})")
     script = "\n\n".join(f"# --- block {k + 1}\n{code}" for k, code in enumerate(run))
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    env.pop("PARTALLY_BACKEND", None)
-    env.pop("PARTALLY_NO_CALIBRATE", None)
+    for forced in ("PARTALLY_BACKEND", "PARTALLY_NO_CALIBRATE", "NUMBA_ENABLE_CUDASIM"):
+        env.pop(forced, None)  # the pages run as a user's session would, not as a test forces
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,

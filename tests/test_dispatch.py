@@ -601,11 +601,11 @@ def test_auto_equals_the_reference_after_a_real_calibration(fresh):
         assert chooser.calibration(workload).models["python"].sizes[0] == 32
     assert partally.compute(10**6, workload="primes") == 78498
     assert partally.compute(10**6, workload="pi") == 785806
-    assert sorted(json.loads(next(fresh.iterdir()).read_text())["workloads"]) == [
-        "count",
-        "pi",
-        "primes",
-    ]
+    # cached, unless its timings disagreed (a busy machine): then kept for this process only
+    files = list(fresh.iterdir())
+    cached = set(json.loads(files[0].read_text())["workloads"]) if files else set()
+    for workload in BUILTINS.values():
+        assert workload.name in cached or chooser.calibration(workload).noisy, workload.name
 
 
 # --- the command line --------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_threads_share_the_gil_exactly_while_it_is_on(gil):
 def test_calibration_counts_threads_on_every_core_without_the_gil(gil):
     # a compiled backend 10x the Python loop: threads cannot win, on one core or on two
     models = {"python": Model((10, 10**6), (1e-6, 1.0)), "numba": Model((10, 10**6), (1e-7, 0.1))}
-    why = _dominated("threads", models, resolve("pi"), 2, get("threads").gil_bound)
+    why = _dominated("threads", models, resolve("pi"), 2, get("threads").gil_bound, 10**6)
     assert why is not None
     assert ("on 1 core(s)" if gil else "on 2 core(s)") in why
 

@@ -114,9 +114,18 @@ def test_a_workload_carries_its_functions_names_as_functools_wraps_does():
     assert BUILTINS["pi"].function is None and not hasattr(BUILTINS["pi"], "__wrapped__")
 
 
+def test_a_function_with_more_parameters_takes_them_as_args():
+    """f(i, seed, extra) is a workload over args: refused at once only when called without
+    them."""
+    takes_one = partally.workload(lambda i, seed, extra: i % extra == 0)
+    with pytest.raises(TypeError, match="cannot be called"):
+        partally.compute(10, workload=takes_one)
+    assert partally.compute(10, "python", takes_one, args=(5,)) == 2
+
+
 @pytest.mark.parametrize(
     "bad",
-    [42, "not callable", lambda i: True, lambda i, seed, extra: True, lambda: True],
+    [42, "not callable", lambda i: True, lambda: True],
 )
 def test_bad_functions_are_refused_at_once(bad):
     if isinstance(bad, str):

@@ -32,6 +32,8 @@ def args(value: object, chosen: Workload, n: int, seed: int) -> Workload:
     whose signature cannot take them."""
     if value is None or (isinstance(value, tuple) and not value):
         if chosen.data is None:
+            if chosen.function is not None and chosen.takes_args:
+                user.check_arity(chosen.function, 0)  # TypeError: it needs its args
             return chosen
         value = chosen.data(n, seed)
     checked = data.check(value)

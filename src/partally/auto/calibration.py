@@ -236,6 +236,8 @@ def _ladder(
             if _grows_as_work(sizes, medians):
                 break  # long enough, and growing with n as work does: not a stall
             estimate = fit(sizes[-2:], medians[-2:]).predict(n)
+            if medians[-1] > 4 * medians[-2] * sizes[-1] / sizes[-2]:  # a stall, not work:
+                estimate = max(medians[-1], medians[-2] * n / sizes[-2])  # its line cuts nothing
         else:
             estimate = medians[-1] if medians else first_s
         repeat, calls = _repeats(estimate), _batch(estimate)

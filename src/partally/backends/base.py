@@ -103,8 +103,8 @@ class Backend:
         """Why it cannot take ``workload``'s args, or None."""
         if workload.args and not self.args_travel:
             return (
-                f"it does not take args (the function's data) yet; run it on python, threads, "
-                "processes or numba"
+                "it does not take args (the function's data) yet; run it on python, threads, "
+                "processes, numba or ray"
             )
         return None
 

@@ -128,6 +128,17 @@ class Workload:
         return dataclasses.replace(self, args=args) if args or self.args else self
 
     @functools.cached_property
+    def takes_args(self) -> bool:
+        """Whether its function has parameters after (i, seed) (checked once)."""
+        import inspect
+
+        try:
+            parameters = inspect.signature(self.function).parameters  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+        return len(parameters) > 2
+
+    @functools.cached_property
     def kind(self) -> str:
         """Its element kind: "bool" (count), or "int" / "float", declared or else inferred once
         from f(0, 0) (``ValueError`` when that cannot tell)."""

@@ -174,15 +174,15 @@ def _ladder_of_calls(
         size = following
 
 
-def _probe_size(model: Model, n: int, seconds: float) -> int | None:
-    """The largest size in [TINY, n] that ``model`` says runs within ``seconds`` with its
-    one-time start, or None."""
-    if model.startup + model.predict(TINY) > seconds:
+def _probe_size(model: Model, n: int, seconds: float, startup: float) -> int | None:
+    """The largest size in [TINY, n] that ``model`` says runs within ``seconds`` with
+    ``startup`` (its one-time start, 0 once started in this process), or None."""
+    if startup + model.predict(TINY) > seconds:
         return None
     lo, hi = TINY, n
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if model.startup + model.predict(mid) <= seconds:
+        if startup + model.predict(mid) <= seconds:
             lo = mid
         else:
             hi = mid - 1
@@ -472,7 +472,8 @@ class Dispatcher:
         for other, model in found.models.items():
             if other == name or _unconfigured(other) or model.predict(n) <= OFF_BY * seconds:
                 continue
-            size = _probe_size(model, n, budget)
+            startup = 0.0 if get_backend(other).started else model.startup  # paid already?
+            size = _probe_size(model, n, budget, startup)
             if size is None or self.unavailable(other, workload, n) is not None:
                 continue
             try:
